@@ -1,0 +1,927 @@
+//! The configuration file: one TOML document, typed with serde.
+//!
+//! Every option is documented in `config/intercom.toml`, which a test keeps in step with this
+//! module. Loading never half-succeeds: either every key is known, well-typed and valid, or the
+//! first problem comes back as a [`ConfigError`] that names the file, the line, the key, what was
+//! expected and the default. Unknown keys are errors, so a typo never passes silently. No secret
+//! is ever read from this file, and none appears in an error.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+/// Where `intercom` looks for its configuration when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/intercom/config.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub matrix: MatrixConfig,
+    #[serde(default)]
+    pub call: CallConfig,
+    #[serde(default)]
+    pub camera: CameraConfig,
+    #[serde(default)]
+    pub audio: AudioConfig,
+    #[serde(default)]
+    pub button: Option<ButtonConfig>,
+    #[serde(default)]
+    pub door: Option<DoorConfig>,
+    #[serde(default)]
+    pub turn: Option<TurnConfig>,
+    #[serde(default)]
+    pub control: ControlConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[matrix]`: the account of the door, the rooms it rings and who may call it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixConfig {
+    pub homeserver: HomeserverUrl,
+    pub user: UserId,
+    pub rooms: Vec<RoomRef>,
+    #[serde(default)]
+    pub allow: Vec<UserId>,
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default = "default_device_name")]
+    pub device_name: String,
+    #[serde(default = "default_true")]
+    pub accept_invites: bool,
+}
+
+/// What the door does with an incoming call from an allow-listed user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IncomingPolicy {
+    /// Answer at once: look at the door.
+    AutoAnswer,
+    /// Ring the door's speaker; answer when the button is pressed within the ring timeout.
+    Ring,
+    /// Reject every incoming call.
+    Reject,
+}
+
+/// What a press of the button does while a call is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PressDuringCall {
+    Ignore,
+    Hangup,
+}
+
+/// `[call]`: policy and time limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallConfig {
+    #[serde(default = "default_incoming")]
+    pub incoming: IncomingPolicy,
+    #[serde(default = "default_ring_timeout", with = "duration")]
+    pub ring_timeout: Duration,
+    #[serde(default = "default_max_length", with = "duration")]
+    pub max_length: Duration,
+    #[serde(default = "default_true")]
+    pub video: bool,
+    #[serde(default = "default_press_during_call")]
+    pub press_during_call: PressDuringCall,
+}
+
+impl Default for CallConfig {
+    fn default() -> Self {
+        CallConfig {
+            incoming: default_incoming(),
+            ring_timeout: default_ring_timeout(),
+            max_length: default_max_length(),
+            video: true,
+            press_during_call: default_press_during_call(),
+        }
+    }
+}
+
+/// `[camera]`: a V4L2 device, or the built-in moving test pattern.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    #[serde(default = "default_camera_device")]
+    pub device: VideoDevice,
+    #[serde(default = "default_width")]
+    pub width: u32,
+    #[serde(default = "default_height")]
+    pub height: u32,
+    #[serde(default = "default_fps")]
+    pub fps: u32,
+}
+
+impl Default for CameraConfig {
+    fn default() -> Self {
+        CameraConfig {
+            device: default_camera_device(),
+            width: default_width(),
+            height: default_height(),
+            fps: default_fps(),
+        }
+    }
+}
+
+/// A camera: `test-pattern` or a device path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VideoDevice {
+    TestPattern,
+    Path(PathBuf),
+}
+
+/// `[audio]`: ALSA PCM names, or the built-in sources and sinks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioConfig {
+    #[serde(default = "default_pcm")]
+    pub capture: AudioEndpoint,
+    #[serde(default = "default_pcm")]
+    pub playback: AudioEndpoint,
+    #[serde(default = "default_true")]
+    pub echo_cancellation: bool,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        AudioConfig {
+            capture: default_pcm(),
+            playback: default_pcm(),
+            echo_cancellation: true,
+        }
+    }
+}
+
+/// An audio endpoint: an ALSA PCM, a synthetic tone (capture only) or nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioEndpoint {
+    Pcm(String),
+    TestTone,
+    Null,
+}
+
+/// A GPIO line: its offset on the chip, or its name (`"GPIO17"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GpioLine {
+    Offset(u32),
+    Name(String),
+}
+
+/// `[button]`: the door's push button.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ButtonConfig {
+    #[serde(default = "default_chip")]
+    pub chip: String,
+    pub line: GpioLine,
+    #[serde(default = "default_true")]
+    pub active_low: bool,
+    #[serde(default = "default_debounce", with = "duration")]
+    pub debounce: Duration,
+}
+
+/// `[door]`: an optional relay that opens the door.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoorConfig {
+    #[serde(default = "default_chip")]
+    pub chip: String,
+    pub line: GpioLine,
+    #[serde(default)]
+    pub active_low: bool,
+    #[serde(default = "default_pulse", with = "duration")]
+    pub pulse: Duration,
+}
+
+/// `[turn]`: TURN servers that override the homeserver's `/voip/turnServer`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnConfig {
+    pub uris: Vec<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file holding the credential; the credential itself never sits in this file.
+    #[serde(default)]
+    pub credential_file: Option<PathBuf>,
+}
+
+/// `[control]`: the local control socket (`intercom ring`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            socket: default_socket(),
+        }
+    }
+}
+
+/// `[log]`: the log filter, `RUST_LOG` syntax; the `RUST_LOG` variable wins over it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default = "default_log_filter")]
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: default_log_filter(),
+        }
+    }
+}
+
+/// A homeserver base URL (`https://…` or `http://…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeserverUrl(pub String);
+
+/// A Matrix user id, `@localpart:server`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserId(pub String);
+
+/// A room id (`!…`) or alias (`#…:server`). Room ids are opaque: never parse them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRef(pub String);
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for RoomRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaults. Each is also quoted in error messages through `default_of`.
+
+const DEFAULT_STATE_DIR: &str = "/var/lib/intercom";
+const DEFAULT_SOCKET: &str = "/run/intercom/control.sock";
+
+fn default_true() -> bool {
+    true
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+fn default_device_name() -> String {
+    "intercom".to_owned()
+}
+fn default_incoming() -> IncomingPolicy {
+    IncomingPolicy::Ring
+}
+fn default_ring_timeout() -> Duration {
+    Duration::from_secs(45)
+}
+fn default_max_length() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_press_during_call() -> PressDuringCall {
+    PressDuringCall::Ignore
+}
+fn default_camera_device() -> VideoDevice {
+    VideoDevice::Path(PathBuf::from("/dev/video0"))
+}
+fn default_width() -> u32 {
+    640
+}
+fn default_height() -> u32 {
+    480
+}
+fn default_fps() -> u32 {
+    15
+}
+fn default_pcm() -> AudioEndpoint {
+    AudioEndpoint::Pcm("default".to_owned())
+}
+fn default_chip() -> String {
+    "gpiochip0".to_owned()
+}
+fn default_debounce() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_pulse() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_SOCKET)
+}
+fn default_log_filter() -> String {
+    "info".to_owned()
+}
+
+/// The default of a key, as it would be written in the file, for error messages.
+fn default_of(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "matrix.allow" => "[]",
+        "matrix.state_dir" => "\"/var/lib/intercom\"",
+        "matrix.device_name" => "\"intercom\"",
+        "matrix.accept_invites" => "true",
+        "call.incoming" => "\"ring\"",
+        "call.ring_timeout" => "\"45s\"",
+        "call.max_length" => "\"5m\"",
+        "call.video" => "true",
+        "call.press_during_call" => "\"ignore\"",
+        "camera.device" => "\"/dev/video0\"",
+        "camera.width" => "640",
+        "camera.height" => "480",
+        "camera.fps" => "15",
+        "audio.capture" | "audio.playback" => "\"default\"",
+        "audio.echo_cancellation" => "true",
+        "button.chip" | "door.chip" => "\"gpiochip0\"",
+        "button.active_low" => "true",
+        "button.debounce" => "\"50ms\"",
+        "door.active_low" => "false",
+        "door.pulse" => "\"2s\"",
+        "control.socket" => "\"/run/intercom/control.sock\"",
+        "log.filter" => "\"info\"",
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value types with their own syntax.
+
+impl<'de> Deserialize<'de> for HomeserverUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let rest = s
+            .strip_prefix("https://")
+            .or_else(|| s.strip_prefix("http://"))
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "expected a URL starting with https:// or http://, found {s:?}"
+                ))
+            })?;
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(de::Error::custom(format!("{s:?} has no host")));
+        }
+        Ok(HomeserverUrl(s.trim_end_matches('/').to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for UserId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = s.len() <= 255
+            && s.strip_prefix('@')
+                .and_then(|r| r.split_once(':'))
+                .is_some_and(|(local, server)| !local.is_empty() && !server.is_empty());
+        if !ok {
+            return Err(de::Error::custom(format!(
+                "expected a Matrix user id like \"@alice:example.org\", found {s:?}"
+            )));
+        }
+        Ok(UserId(s))
+    }
+}
+
+impl<'de> Deserialize<'de> for RoomRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = (s.starts_with('!') && s.len() > 1)
+            || (s.starts_with('#') && s[1..].contains(':') && !s.ends_with(':'));
+        if !ok {
+            return Err(de::Error::custom(format!(
+                "expected a room id (\"!…\") or alias (\"#room:example.org\"), found {s:?}"
+            )));
+        }
+        Ok(RoomRef(s))
+    }
+}
+
+impl<'de> Deserialize<'de> for VideoDevice {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "test-pattern" => Ok(VideoDevice::TestPattern),
+            p if p.starts_with('/') => Ok(VideoDevice::Path(PathBuf::from(p))),
+            _ => Err(de::Error::custom(format!(
+                "expected \"test-pattern\" or a device path like \"/dev/video0\", found {s:?}"
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AudioEndpoint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "test-tone" => Ok(AudioEndpoint::TestTone),
+            "null" => Ok(AudioEndpoint::Null),
+            "" => Err(de::Error::custom(
+                "expected an ALSA PCM name (\"default\", \"plughw:1,0\"), \"test-tone\" or \"null\", found an empty string",
+            )),
+            p => Ok(AudioEndpoint::Pcm(p.to_owned())),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for GpioLine {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = GpioLine;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a line offset (0 to 511) or a line name like \"GPIO17\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<GpioLine, E> {
+                match u32::try_from(v) {
+                    Ok(n) if n < 512 => Ok(GpioLine::Offset(n)),
+                    _ => Err(E::custom(format!(
+                        "expected a line offset from 0 to 511 or a line name like \"GPIO17\", found {v}"
+                    ))),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<GpioLine, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<GpioLine, E> {
+                if v.trim().is_empty() {
+                    return Err(E::custom(
+                        "expected a line offset (0 to 511) or a line name like \"GPIO17\", found an empty string",
+                    ));
+                }
+                Ok(GpioLine::Name(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl fmt::Display for GpioLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GpioLine::Offset(n) => write!(f, "{n}"),
+            GpioLine::Name(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// Durations are written with a unit: `"500ms"`, `"30s"`, `"5m"`, `"1h"`.
+pub mod duration {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration with a unit, like \"30s\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+                parse(v).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+                Err(E::custom(format!(
+                    "expected a duration with a unit, like \"30s\", found the number {v} (write \"{v}s\" for seconds)"
+                )))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+                self.visit_i64(v as i64)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+                Err(E::custom(format!(
+                    "expected a duration with a unit, like \"1.5s\", found the number {v}"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+
+    /// Parses `"250ms"`, `"30s"`, `"1.5s"`, `"5m"`, `"2h"`.
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        let bad = || {
+            format!(
+                "expected a duration with a unit, like \"500ms\", \"30s\", \"5m\" or \"1h\", found {s:?}"
+            )
+        };
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (num, unit) = t.split_at(split);
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        let secs = match unit.trim() {
+            "ms" => n / 1000.0,
+            "s" => n,
+            "m" | "min" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => return Err(bad()),
+        };
+        if !secs.is_finite() || secs > 365.0 * 86400.0 {
+            return Err(bad());
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading and errors.
+
+/// A problem with the configuration, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the file could not be read at all.
+    pub line: usize,
+    /// The dotted key (`call.ring_timeout`); empty when the problem is not with one key.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Keys that would hold a secret. They are refused wherever they appear, with their value left
+/// out of the message.
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "access_token",
+    "token",
+    "secret",
+    "credential",
+    "recovery_key",
+];
+
+impl Config {
+    /// Reads and validates the file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: 0,
+            key: String::new(),
+            message: format!("cannot read the configuration: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates `text`, which came from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let doc = Doc { path, text };
+        let spanned = toml::de::DeTable::parse(text).map_err(|e| doc.toml_error(&e, ""))?;
+        doc.refuse_secrets(spanned.get_ref(), "")?;
+
+        let de = toml::Deserializer::parse(text).map_err(|e| doc.toml_error(&e, ""))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            doc.toml_error(e.inner(), if key == "." { "" } else { &key })
+        })?;
+        config.validate(&doc)?;
+        Ok(config)
+    }
+
+    fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+        if self.matrix.rooms.is_empty() {
+            return Err(doc.at(
+                "matrix.rooms",
+                "expected at least one room to ring, like [\"!abc:example.org\"]; found none",
+            ));
+        }
+        for (i, room) in self.matrix.rooms.iter().enumerate() {
+            if self.matrix.rooms[..i].contains(room) {
+                return Err(doc.at("matrix.rooms", &format!("room {room} is listed twice")));
+            }
+        }
+        if self.matrix.allow.contains(&self.matrix.user) {
+            return Err(doc.at(
+                "matrix.allow",
+                "lists the door's own account; the door never calls itself",
+            ));
+        }
+        if self.matrix.device_name.trim().is_empty() {
+            return Err(doc.at("matrix.device_name", "must not be empty"));
+        }
+        if !self.matrix.state_dir.is_absolute() {
+            return Err(doc.at("matrix.state_dir", "expected an absolute path"));
+        }
+        let c = &self.call;
+        if c.ring_timeout < Duration::from_secs(1) {
+            return Err(doc.at("call.ring_timeout", "must be at least \"1s\""));
+        }
+        if c.max_length < Duration::from_secs(5) {
+            return Err(doc.at("call.max_length", "must be at least \"5s\""));
+        }
+        let cam = &self.camera;
+        if !(16..=4096).contains(&cam.width) || cam.width % 2 != 0 {
+            return Err(doc.at("camera.width", "expected an even number from 16 to 4096"));
+        }
+        if !(16..=4096).contains(&cam.height) || cam.height % 2 != 0 {
+            return Err(doc.at("camera.height", "expected an even number from 16 to 4096"));
+        }
+        if !(1..=60).contains(&cam.fps) {
+            return Err(doc.at("camera.fps", "expected a frame rate from 1 to 60"));
+        }
+        if self.audio.playback == AudioEndpoint::TestTone {
+            return Err(doc.at(
+                "audio.playback",
+                "\"test-tone\" is a capture source; for playback use an ALSA PCM or \"null\"",
+            ));
+        }
+        if let Some(b) = &self.button {
+            if b.debounce > Duration::from_secs(1) {
+                return Err(doc.at("button.debounce", "must be at most \"1s\""));
+            }
+        }
+        if let (Some(b), Some(d)) = (&self.button, &self.door) {
+            if b.chip == d.chip && b.line == d.line {
+                return Err(doc.at(
+                    "door.line",
+                    &format!("line {} of {} is already the button's line", d.line, d.chip),
+                ));
+            }
+        }
+        if let Some(d) = &self.door {
+            if d.pulse < Duration::from_millis(100) || d.pulse > Duration::from_secs(30) {
+                return Err(doc.at("door.pulse", "expected from \"100ms\" to \"30s\""));
+            }
+        }
+        if let Some(t) = &self.turn {
+            if t.uris.is_empty() {
+                return Err(doc.at("turn.uris", "expected at least one turn: or turns: URI"));
+            }
+            for u in &t.uris {
+                if !(u.starts_with("turn:") || u.starts_with("turns:") || u.starts_with("stun:")) {
+                    return Err(doc.at(
+                        "turn.uris",
+                        &format!("expected turn:, turns: or stun: URIs, found {u:?}"),
+                    ));
+                }
+            }
+        }
+        if let Err(e) = env_filter::Builder::new().try_parse(&self.log.filter) {
+            return Err(doc.at("log.filter", &format!("not a RUST_LOG filter: {e}")));
+        }
+        Ok(())
+    }
+}
+
+/// The text being loaded, for locating keys in it.
+struct Doc<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Doc<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        self.text[..offset].bytes().filter(|&b| b == b'\n').count() + 1
+    }
+
+    /// The span of `key` (dotted) in the document: of its value when present, else of the
+    /// nearest enclosing table that is.
+    fn span_of(&self, key: &str) -> Option<Range<usize>> {
+        let root = toml::de::DeTable::parse(self.text).ok()?;
+        let mut table = root.get_ref();
+        let mut found = None;
+        for part in key.split('.') {
+            let (k, v) = table.get_key_value(part)?;
+            found = Some(k.span());
+            match v.get_ref() {
+                toml::de::DeValue::Table(t) => table = t,
+                _ => break,
+            }
+        }
+        found
+    }
+
+    fn at(&self, key: &str, message: &str) -> ConfigError {
+        let line = self.span_of(key).map_or(1, |s| self.line_of(s.start));
+        self.error(line, key, message.to_owned())
+    }
+
+    fn error(&self, line: usize, key: &str, mut message: String) -> ConfigError {
+        if let Some(d) = default_of(key) {
+            message.push_str(&format!(" (default: {d})"));
+        }
+        ConfigError {
+            file: self.path.to_owned(),
+            line,
+            key: key.to_owned(),
+            message,
+        }
+    }
+
+    /// Turns a parser or serde error into a located one, in our words.
+    fn toml_error(&self, e: &toml::de::Error, key: &str) -> ConfigError {
+        let line = e.span().map_or(1, |s| self.line_of(s.start));
+        let raw = e.message().trim().to_owned();
+        let mut key = key.to_owned();
+        let message = if let Some(field) = between(&raw, "missing field `", "`") {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(field);
+            format!("is required but missing{}", example_of(&key))
+        } else if let Some(field) = between(&raw, "unknown field `", "`") {
+            if !key.ends_with(field) {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(field);
+            }
+            let expected = raw
+                .split_once("expected ")
+                .map(|(_, e)| format!("; expected {e}"))
+                .unwrap_or_default();
+            format!("unknown key{expected}")
+        } else if let Some(v) = between(&raw, "unknown variant `", "`") {
+            let expected = raw
+                .split_once("expected ")
+                .map(|(_, e)| e.to_owned())
+                .unwrap_or_default();
+            format!("expected {expected}, found {v:?}")
+        } else if raw.starts_with("invalid type: ") {
+            let t = &raw["invalid type: ".len()..];
+            match t.split_once(", expected ") {
+                Some((found, expected)) => {
+                    format!("expected {}, found {found}", plain_type(expected))
+                }
+                None => raw.clone(),
+            }
+        } else {
+            raw.clone()
+        };
+        self.error(line, &key, message)
+    }
+
+    /// Refuses keys that would hold a secret, without echoing their value.
+    fn refuse_secrets(&self, table: &toml::de::DeTable, prefix: &str) -> Result<(), ConfigError> {
+        for (k, v) in table {
+            let name = k.get_ref().as_ref();
+            let key = if prefix.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            if SECRET_KEYS.contains(&name) {
+                let advice = if name == "password" && prefix == "matrix" {
+                    "run `intercom login`, which asks for the password once and keeps only the session in the state directory"
+                } else {
+                    "keep it in a file readable only by the service and name that file instead"
+                };
+                return Err(self.error(
+                    self.line_of(k.span().start),
+                    &key,
+                    format!("secrets do not belong in the configuration file: {advice}"),
+                ));
+            }
+            if let toml::de::DeValue::Table(t) = v.get_ref() {
+                self.refuse_secrets(t, &key)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let rest = &s[s.find(start)? + start.len()..];
+    Some(&rest[..rest.find(end)?])
+}
+
+/// serde's names for Rust types, in words a user knows.
+fn plain_type(expected: &str) -> &str {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number",
+        "i8" | "i16" | "i32" | "i64" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" | "bool" => "true or false",
+        "a sequence" => "a list, like [\"…\"]",
+        other => other,
+    }
+}
+
+fn example_of(key: &str) -> &'static str {
+    match key {
+        "matrix" => ": add a [matrix] section with homeserver, user and rooms",
+        "matrix.homeserver" => ", like homeserver = \"https://matrix.example.org\"",
+        "matrix.user" => ", like user = \"@door:example.org\"",
+        "matrix.rooms" => ", like rooms = [\"!abc:example.org\"]",
+        "button.line" | "door.line" => ", like line = 17 or line = \"GPIO17\"",
+        "turn.uris" => ", like uris = [\"turn:turn.example.org:3478\"]",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("t.toml"), text)
+    }
+
+    const MINIMAL: &str = "[matrix]\nhomeserver = \"https://hs.example\"\nuser = \"@door:hs.example\"\nrooms = [\"!r:hs.example\"]\n";
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.call.incoming, IncomingPolicy::Ring);
+        assert_eq!(c.call.ring_timeout, Duration::from_secs(45));
+        assert_eq!(c.camera.device, VideoDevice::Path("/dev/video0".into()));
+        assert!(c.button.is_none());
+        assert_eq!(c.matrix.homeserver.0, "https://hs.example");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration::parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration::parse("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration::parse("5m"), Ok(Duration::from_secs(300)));
+        assert!(duration::parse("5").is_err());
+        assert!(duration::parse("five s").is_err());
+        assert!(duration::parse("3 fortnights").is_err());
+    }
+
+    #[test]
+    fn nested_unknown_key_is_located() {
+        let e = parse(&format!("{MINIMAL}[call]\nring_timout = \"3s\"\n")).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (6, "call.ring_timout"), "{e}");
+        assert!(e.message.starts_with("unknown key; expected"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_refused_without_their_value() {
+        let e = parse(&format!("{MINIMAL}password = \"hunter2\"\n")).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (5, "matrix.password"));
+        assert!(!e.to_string().contains("hunter2"));
+    }
+
+    /// The keys serde accepts in `section` ("" for the top level), read from its own
+    /// unknown-key message, so that this list can never fall behind the types.
+    fn accepted_keys(section: &str) -> Vec<String> {
+        let text = if section.is_empty() {
+            format!("{MINIMAL}[zz_probe]\n")
+        } else if section == "matrix" {
+            format!("{MINIMAL}zz_probe = 1\n")
+        } else {
+            format!("{MINIMAL}[{section}]\nzz_probe = 1\n")
+        };
+        let e = parse(&text).unwrap_err();
+        let list = e.message.split_once("expected ").expect(&e.message).1;
+        list.trim_start_matches("one of ")
+            .split(", ")
+            .map(|k| k.trim_matches('`').to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_key_is_documented_in_the_shipped_example() {
+        let example = include_str!("../config/intercom.toml");
+        // Sections and keys as written, active or commented out: "[call]", "# [door]", "# pulse = …".
+        let mut section = String::new();
+        let mut documented = Vec::new();
+        for line in example.lines() {
+            let bare = line.trim_start_matches('#').trim();
+            if let Some(name) = bare.strip_prefix('[').and_then(|b| b.strip_suffix(']')) {
+                section = name.to_owned();
+                documented.push(section.clone());
+            } else if let Some((key, _)) = bare.split_once(" = ") {
+                documented.push(format!("{section}.{}", key.trim()));
+            }
+        }
+        let sections = accepted_keys("");
+        assert!(sections.len() >= 9, "{sections:?}");
+        for s in &sections {
+            assert!(
+                documented.contains(s),
+                "[{s}] is not in config/intercom.toml"
+            );
+            for k in accepted_keys(s) {
+                let key = format!("{s}.{k}");
+                assert!(
+                    documented.contains(&key),
+                    "{key} is not in config/intercom.toml"
+                );
+            }
+        }
+    }
+}

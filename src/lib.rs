@@ -1,0 +1,15 @@
+//! `intercom`: a door intercom daemon that rings Matrix rooms. See ARCHITECTURE.md for the map.
+
+pub mod call;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod error;
+pub mod gpio;
+pub mod logging;
+pub mod matrix;
+pub mod media;
+pub mod rtc;
+
+pub use error::Error;
