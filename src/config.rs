@@ -631,10 +631,10 @@ impl Config {
             return Err(doc.at("call.max_length", "must be at least \"5s\""));
         }
         let cam = &self.camera;
-        if !(16..=4096).contains(&cam.width) || cam.width % 2 != 0 {
+        if !(16..=4096).contains(&cam.width) || !cam.width.is_multiple_of(2) {
             return Err(doc.at("camera.width", "expected an even number from 16 to 4096"));
         }
-        if !(16..=4096).contains(&cam.height) || cam.height % 2 != 0 {
+        if !(16..=4096).contains(&cam.height) || !cam.height.is_multiple_of(2) {
             return Err(doc.at("camera.height", "expected an even number from 16 to 4096"));
         }
         if !(1..=60).contains(&cam.fps) {
@@ -759,8 +759,7 @@ impl Doc<'_> {
                 .map(|(_, e)| e.to_owned())
                 .unwrap_or_default();
             format!("expected {expected}, found {v:?}")
-        } else if raw.starts_with("invalid type: ") {
-            let t = &raw["invalid type: ".len()..];
+        } else if let Some(t) = raw.strip_prefix("invalid type: ") {
             match t.split_once(", expected ") {
                 Some((found, expected)) => {
                     format!("expected {}, found {found}", plain_type(expected))
