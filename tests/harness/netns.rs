@@ -36,6 +36,8 @@ pub fn isolated(test: &str) -> bool {
     cmd.args(["--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
         .arg(&exe)
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        // An ignored test (the demo) was asked for by name: ask for it again inside.
+        .args(std::env::args().filter(|a| a == "--ignored" || a == "--include-ignored"))
         .env(INSIDE, "1");
     let status = cmd.status().unwrap_or_else(|e| {
         panic!("cannot run `unshare` (util-linux) to isolate the network test: {e}")

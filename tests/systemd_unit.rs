@@ -1,0 +1,59 @@
+//! The systemd unit: what the daemon relies on is there, and its exposure is at most 2.0.
+
+use std::path::Path;
+use std::process::Command;
+
+fn unit() -> (std::path::PathBuf, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/intercom.service");
+    let text = std::fs::read_to_string(&path).unwrap();
+    (path, text)
+}
+
+#[test]
+fn unit_has_what_the_daemon_relies_on() {
+    let (_, text) = unit();
+    for line in [
+        "Type=notify",
+        "Restart=on-failure",
+        "RestartPreventExitStatus=78",
+        "SupplementaryGroups=video audio gpio",
+        "StateDirectory=intercom",
+        "ConfigurationDirectory=intercom",
+        "RuntimeDirectory=intercom",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "DevicePolicy=closed",
+    ] {
+        assert!(text.lines().any(|l| l.trim() == line), "missing {line}");
+    }
+    assert!(text.lines().any(|l| l.starts_with("WatchdogSec=")));
+    // The control socket the daemon listens on by default sits in the runtime directory.
+    assert!(text.contains("RuntimeDirectory=intercom"));
+    let default_socket = "/run/intercom/control.sock";
+    let config = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/intercom.toml"),
+    )
+    .unwrap();
+    assert!(config.contains(default_socket));
+}
+
+#[test]
+fn exposure_is_at_most_two() {
+    let (path, _) = unit();
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package) is needed: run tests/setup");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let exposure: f64 = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for intercom.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure in:\n{text}"));
+    println!("intercom.service exposure: {exposure}");
+    assert!(exposure <= 2.0, "exposure {exposure} > 2.0:\n{text}");
+}
