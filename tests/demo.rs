@@ -28,18 +28,30 @@ fn demo() {
     let mut door = Browser::start("door", false);
     let mut alice = Browser::start("alice", false);
     for (b, u) in [(&mut door, &caller), (&mut alice, &callee)] {
-        b.call(json!({"cmd": "login", "homeserver": synapse.url(), "user": u.localpart,
-                      "password": u.password, "encryption": false}));
+        b.call(
+            json!({"cmd": "login", "homeserver": synapse.url(), "user": u.localpart,
+                      "password": u.password, "encryption": false}),
+        );
     }
-    let room = door.call(json!({"cmd": "create_room", "invite": [callee.user_id], "encrypted": false}))
-        ["room_id"].as_str().unwrap().to_owned();
+    let room = door
+        .call(json!({"cmd": "create_room", "invite": [callee.user_id], "encrypted": false}))
+        ["room_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     alice.call(json!({"cmd": "join", "room_id": room}));
     door.call(json!({"cmd": "wait_member", "room_id": room, "user_id": callee.user_id}));
     alice.call(json!({"cmd": "auto_answer", "enabled": true}));
-    println!("{} rings room {room}; {} answers", caller.user_id, callee.user_id);
+    println!(
+        "{} rings room {room}; {} answers",
+        caller.user_id, callee.user_id
+    );
 
-    let call_id = door.call(json!({"cmd": "place_call", "room_id": room, "video": true}))["call_id"]
-        .as_str().unwrap().to_owned();
+    let call_id = door.call(json!({"cmd": "place_call", "room_id": room, "video": true}))
+        ["call_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let wait = Duration::from_secs(30);
     alice.wait_event("the first frame", wait, |e| e["event"] == "first_frame");
     alice.wait_stats(&call_id, "some seconds of video", wait, |s| {
@@ -54,7 +66,11 @@ fn demo() {
     let caller_t = door.call(json!({"cmd": "timings", "call_id": call_id}))["timings"].clone();
     let callee_t = alice.call(json!({"cmd": "timings", "call_id": call_id}))["timings"].clone();
     let t0 = caller_t["placed"]["wall_ms"].as_f64().unwrap();
-    let at = |t: &Value, k: &str| t[k]["wall_ms"].as_f64().map(|v| format!("{:>6.0} ms", v - t0));
+    let at = |t: &Value, k: &str| {
+        t[k]["wall_ms"]
+            .as_f64()
+            .map(|v| format!("{:>6.0} ms", v - t0))
+    };
     println!("\ntimeline (from the press of 'call'):");
     for (label, t, k) in [
         ("call placed", &caller_t, "placed"),
@@ -63,12 +79,18 @@ fn demo() {
         ("first video frame decoded", &callee_t, "first_frame"),
         ("hung up", &callee_t, "ended"),
     ] {
-        println!("  {label:<28} {}", at(t, k).unwrap_or_else(|| "     —".into()));
+        println!(
+            "  {label:<28} {}",
+            at(t, k).unwrap_or_else(|| "     —".into())
+        );
     }
     println!(
         "\nvideo received: {} frames decoded, {}x{} {}; audio: {} packets",
-        stats["video_frames_decoded"], stats["frame_width"], stats["frame_height"],
-        stats["video_codec"].as_str().unwrap_or("?"), stats["audio_packets_received"]
+        stats["video_frames_decoded"],
+        stats["frame_width"],
+        stats["frame_height"],
+        stats["video_codec"].as_str().unwrap_or("?"),
+        stats["audio_packets_received"]
     );
     println!("screenshot of the video received: {}", shot.display());
     assert!(std::fs::metadata(&shot).unwrap().len() > 1000);

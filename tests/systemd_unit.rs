@@ -32,10 +32,9 @@ fn unit_has_what_the_daemon_relies_on() {
     // The control socket the daemon listens on by default sits in the runtime directory.
     assert!(text.contains("RuntimeDirectory=intercom"));
     let default_socket = "/run/intercom/control.sock";
-    let config = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/intercom.toml"),
-    )
-    .unwrap();
+    let config =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/intercom.toml"))
+            .unwrap();
     assert!(config.contains(default_socket));
 }
 
@@ -50,7 +49,10 @@ fn exposure_is_at_most_two() {
     let text = String::from_utf8_lossy(&out.stdout);
     let exposure: f64 = text
         .lines()
-        .find_map(|l| l.split("Overall exposure level for intercom.service: ").nth(1))
+        .find_map(|l| {
+            l.split("Overall exposure level for intercom.service: ")
+                .nth(1)
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure in:\n{text}"));
