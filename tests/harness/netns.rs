@@ -39,9 +39,22 @@ pub fn isolated(test: &str) -> bool {
         // An ignored test (the demo) was asked for by name: ask for it again inside.
         .args(std::env::args().filter(|a| a == "--ignored" || a == "--include-ignored"))
         .env(INSIDE, "1");
-    let status = cmd.status().unwrap_or_else(|e| {
-        panic!("cannot run `unshare` (util-linux) to isolate the network test: {e}")
-    });
+    // The inner run's output is passed through, but not its own summary lines: the outer
+    // test's result is the one that counts.
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `unshare` (util-linux) to isolate the network test: {e}")
+        });
+    let stdout = child.stdout.take().unwrap();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+        let t = line.trim();
+        if !(t.starts_with("test result:") || t.starts_with("running ") || t.is_empty()) {
+            println!("{line}");
+        }
+    }
+    let status = child.wait().unwrap();
     assert!(
         status.success(),
         "{test} failed inside its network namespace ({status})"
