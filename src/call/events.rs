@@ -42,9 +42,30 @@ pub enum CallEventBody {
     Hangup {
         reason: HangupReason,
     },
+    /// `m.call.sdp_stream_metadata_changed`: the peer's streams changed purpose or mute state.
+    SdpStreamMetadataChanged {
+        streams: Vec<(String, StreamPurpose)>,
+    },
 }
 
-/// An event as it arrived from a sync, with what the core needs to judge it.
+impl CallEventBody {
+    /// The event type on the wire.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            CallEventBody::Invite { .. } => "m.call.invite",
+            CallEventBody::Answer { .. } => "m.call.answer",
+            CallEventBody::Candidates { .. } => "m.call.candidates",
+            CallEventBody::SelectAnswer { .. } => "m.call.select_answer",
+            CallEventBody::Reject => "m.call.reject",
+            CallEventBody::Negotiate { .. } => "m.call.negotiate",
+            CallEventBody::Hangup { .. } => "m.call.hangup",
+            CallEventBody::SdpStreamMetadataChanged { .. } => "m.call.sdp_stream_metadata_changed",
+        }
+    }
+}
+
+/// An event as it arrived from a sync, with what the core needs to judge it. Events whose
+/// content could not be parsed never get here: the Matrix adapter logs and drops them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceivedEvent {
     pub room: RoomId,

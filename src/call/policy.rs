@@ -33,9 +33,8 @@ pub struct Policy {
     pub press_during_call: PressDuringCall,
 }
 
-/// The shortest invite lifetime the door sends: matrix-js-sdk's (60 s), which its peers expect
-/// (js-sdk drops invites older than lifetime − 3 s).
-const MIN_LIFETIME: Duration = Duration::from_secs(60);
+/// The shortest invite lifetime the door sends: the spec's minimal recommended lifetime.
+const MIN_LIFETIME: Duration = Duration::from_secs(90);
 
 impl Policy {
     /// The `lifetime` of the door's invites: the ring timeout, but never below the minimum.

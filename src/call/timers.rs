@@ -4,8 +4,16 @@ use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Timer {
-    /// Nobody answered the door's invite in time.
-    RingTimeout,
+    /// Nobody answered the door's invites in time.
+    RingOut,
+    /// The incoming call that rings here expires (ring timeout or the invite's lifetime).
+    RingIn,
+    /// The call has lasted the configured maximum.
+    MaxLength,
+    /// Media did not connect after the answer, or did not come back after it was lost.
+    Connect,
+    /// Local candidates gathered since the last batch go out.
+    CandidateFlush,
 }
 
 #[derive(Debug, Default)]
@@ -26,6 +34,14 @@ impl Timers {
 
     pub(super) fn clear(&mut self) {
         self.entries.clear();
+    }
+
+    /// When `timer` fires, if it is set.
+    pub(super) fn at(&self, timer: Timer) -> Option<Instant> {
+        self.entries
+            .iter()
+            .find(|(t, _)| *t == timer)
+            .map(|(_, at)| *at)
     }
 
     pub(super) fn next(&self) -> Option<Instant> {
