@@ -1,0 +1,290 @@
+//! Property test of the call core: random sequences of inputs — events duplicated, reordered,
+//! stale, from strangers, from other rooms, of absurd sizes, with WebRTC events and timeouts
+//! mixed in — never panic, never make the core keep more than a bounded amount, never let a
+//! stranger's call reach WebRTC, and always come back to idle once time passes.
+//!
+//! `INTERCOM_FUZZ_CASES` sets the number of cases (default 100 000); `INTERCOM_FUZZ_SEED` the
+//! first seed, to replay a failure.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use intercom::call::*;
+
+/// xorshift64*: small, fast, deterministic.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+const USERS: &[&str] = &["@alice:hs", "@bob:hs", "@mallory:hs", "@door:hs"];
+const PARTIES: &[&str] = &["A1", "B1", "M1", "DOORDEVICE", "X"];
+const ROOMS: &[&str] = &["!a", "!b", "!elsewhere"];
+const STRANGER: &str = "@mallory:hs";
+
+fn sdp(rng: &mut Rng) -> SessionDescription {
+    let size = if rng.chance(1) { 300 * 1024 } else { 40 };
+    SessionDescription {
+        kind: if rng.chance(50) {
+            SdpKind::Offer
+        } else {
+            SdpKind::Answer
+        },
+        sdp: "v".repeat(size),
+        streams: Vec::new(),
+    }
+}
+
+fn random_body(rng: &mut Rng) -> CallEventBody {
+    let duration = |rng: &mut Rng| Duration::from_millis(rng.below(120_000));
+    match rng.below(8) {
+        0 | 1 => CallEventBody::Invite {
+            offer: sdp(rng),
+            lifetime: duration(rng),
+            invitee: if rng.chance(50) {
+                None
+            } else {
+                Some(UserId(rng.pick(USERS).to_string()))
+            },
+        },
+        2 => CallEventBody::Answer { answer: sdp(rng) },
+        3 => {
+            let n = if rng.chance(2) {
+                5000
+            } else {
+                rng.below(4) as usize
+            };
+            CallEventBody::Candidates {
+                candidates: (0..n)
+                    .map(|i| Candidate {
+                        candidate: if i % 3 == 2 {
+                            String::new()
+                        } else {
+                            format!("c{i}")
+                        },
+                        sdp_mid: None,
+                        sdp_m_line_index: Some(0),
+                    })
+                    .collect(),
+            }
+        }
+        4 => CallEventBody::SelectAnswer {
+            selected_party_id: PartyId(rng.pick(PARTIES).to_string()),
+        },
+        5 => CallEventBody::Reject,
+        6 => CallEventBody::Negotiate {
+            description: sdp(rng),
+            lifetime: duration(rng),
+        },
+        _ => CallEventBody::Hangup {
+            reason: HangupReason::from_wire(
+                rng.pick(&[None, Some("ice_failed"), Some("weird")])
+                    .as_deref(),
+            ),
+        },
+    }
+}
+
+fn run_case(seed: u64) {
+    let mut rng = Rng(seed | 1);
+    let policy = Policy {
+        rooms: vec![RoomId("!a".into()), RoomId("!b".into())],
+        allow: vec![UserId("@alice:hs".into()), UserId("@bob:hs".into())],
+        incoming: *rng.pick(&[Incoming::AutoAnswer, Incoming::Ring, Incoming::Reject]),
+        ring_timeout: Duration::from_secs(30),
+        max_length: Duration::from_secs(300),
+        video: true,
+        press_during_call: *rng.pick(&[PressDuringCall::Ignore, PressDuringCall::Hangup]),
+    };
+    let identity = Identity {
+        user: UserId("@door:hs".into()),
+        party: PartyId("DOORDEVICE".into()),
+    };
+    let mut core = Core::new(policy, identity, "d");
+    let mut now = Instant::now();
+    // Call ids seen so far, to aim events at live calls; who sent each invite.
+    let mut ids: Vec<CallId> = vec![CallId("1".into()), CallId("zzz".into())];
+    let mut inviter: HashMap<CallId, String> = HashMap::new();
+    let mut local: Option<CallId> = None;
+
+    let steps = 5 + rng.below(30);
+    for _ in 0..steps {
+        now += Duration::from_millis(rng.below(3000));
+        match rng.below(100) {
+            0..=9 => core.handle_input(now, Input::ButtonPressed),
+            10..=59 => {
+                let n = 1 + rng.below(4);
+                let mut batch = Vec::new();
+                for _ in 0..n {
+                    let sender = rng.pick(USERS).to_string();
+                    let body = random_body(&mut rng);
+                    // A stranger's invites have call ids of their own ("m…"), which nobody else
+                    // uses: an answer to such an id can only be an answer to the stranger.
+                    let call_id =
+                        if sender == STRANGER && matches!(body, CallEventBody::Invite { .. }) {
+                            CallId(format!("m{}", rng.below(4)))
+                        } else {
+                            loop {
+                                let id = rng.pick(&ids).clone();
+                                if !id.0.starts_with('m') {
+                                    break id;
+                                }
+                            }
+                        };
+                    let ev = ReceivedEvent {
+                        room: RoomId(rng.pick(ROOMS).to_string()),
+                        sender: UserId(sender),
+                        age: if rng.chance(10) {
+                            None
+                        } else {
+                            Some(Duration::from_millis(rng.below(100_000)))
+                        },
+                        encrypted: rng.chance(50),
+                        event: CallEvent {
+                            call_id,
+                            party_id: PartyId(rng.pick(PARTIES).to_string()),
+                            body,
+                        },
+                    };
+                    if matches!(ev.event.body, CallEventBody::Invite { .. })
+                        && ev.sender.0 == STRANGER
+                    {
+                        inviter.insert(ev.event.call_id.clone(), ev.sender.0.clone());
+                    }
+                    batch.push(ev.clone());
+                    if rng.chance(10) {
+                        batch.push(ev); // duplicated
+                    }
+                }
+                if rng.chance(20) {
+                    batch.reverse(); // reordered
+                }
+                core.handle_input(now, Input::SyncBatch(batch));
+            }
+            60..=84 => {
+                let call = match (&local, rng.chance(80)) {
+                    (Some(c), true) => c.clone(),
+                    _ => rng.pick(&ids).clone(),
+                };
+                let event = match rng.below(6) {
+                    0 => RtcEvent::LocalDescription(sdp(&mut rng)),
+                    1 => RtcEvent::LocalCandidates(vec![Candidate {
+                        candidate: "c".into(),
+                        sdp_mid: None,
+                        sdp_m_line_index: None,
+                    }]),
+                    2 => RtcEvent::GatheringComplete,
+                    3 => RtcEvent::Connection(*rng.pick(&[
+                        ConnectionState::Connecting,
+                        ConnectionState::Connected,
+                        ConnectionState::Disconnected,
+                        ConnectionState::Failed,
+                    ])),
+                    4 => RtcEvent::Failed { reason: "x".into() },
+                    _ => RtcEvent::Connection(ConnectionState::Connected),
+                };
+                core.handle_input(now, Input::Rtc { call, event });
+            }
+            85..=94 => {
+                now += Duration::from_millis(rng.below(40_000));
+                core.handle_timeout(now);
+            }
+            95..=97 => core.handle_input(
+                now,
+                Input::MemberLeft {
+                    room: RoomId(rng.pick(ROOMS).to_string()),
+                    user: UserId(rng.pick(USERS).to_string()),
+                },
+            ),
+            _ => core.handle_input(
+                now,
+                Input::MediaFailed {
+                    what: "camera".into(),
+                },
+            ),
+        }
+        let mut count = 0;
+        while let Some(out) = core.poll_output() {
+            count += 1;
+            assert!(count < 1000, "seed {seed}: outputs without end");
+            match out {
+                Output::Rtc { call, command } => {
+                    if let RtcCommand::CreateAnswer { .. } = command {
+                        assert_ne!(
+                            inviter.get(&call).map(String::as_str),
+                            Some(STRANGER),
+                            "seed {seed}: a stranger's call reached WebRTC"
+                        );
+                    }
+                    if let RtcCommand::AddRemoteCandidates(c) = &command {
+                        assert!(c.len() <= 200, "seed {seed}: unbounded candidates");
+                    }
+                    if matches!(
+                        command,
+                        RtcCommand::CreateOffer { .. } | RtcCommand::CreateAnswer { .. }
+                    ) {
+                        local = Some(call.clone());
+                    }
+                    if !ids.contains(&call) && ids.len() < 12 {
+                        ids.push(call);
+                    }
+                }
+                Output::Send { event, .. } => {
+                    if !ids.contains(&event.call_id) && ids.len() < 12 {
+                        ids.push(event.call_id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(deadline) = core.poll_timeout() {
+            assert!(
+                deadline >= now - Duration::from_secs(3600),
+                "seed {seed}: a deadline far in the past"
+            );
+        }
+    }
+    // Time passes: whatever was going on ends by itself.
+    for _ in 0..4 {
+        now += Duration::from_secs(1000);
+        core.handle_timeout(now);
+        while core.poll_output().is_some() {}
+    }
+    assert!(core.is_idle(), "seed {seed}: not idle after an hour");
+    assert_eq!(
+        core.poll_timeout(),
+        None,
+        "seed {seed}: a timer outlived the call"
+    );
+}
+
+#[test]
+fn random_inputs_never_panic_and_always_return_to_idle() {
+    let cases: u64 = std::env::var("INTERCOM_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let first: u64 = std::env::var("INTERCOM_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5EED);
+    for seed in first..first + cases {
+        run_case(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    }
+    println!("{cases} cases");
+}
