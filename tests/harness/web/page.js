@@ -10,7 +10,7 @@
 // `name=...` (shown in the status line).
 
 import * as sdk from "matrix-js-sdk";
-import { CallErrorCode, CallState } from "matrix-js-sdk/lib/webrtc/call.js";
+import { CallErrorCode, CallState, createNewMatrixCall } from "matrix-js-sdk/lib/webrtc/call.js";
 import { CallEventHandlerEvent } from "matrix-js-sdk/lib/webrtc/callEventHandler.js";
 
 const params = new URLSearchParams(location.search);
@@ -388,6 +388,11 @@ async function join({ room_id, timeout_ms }) {
     return { room_id, encrypted };
 }
 
+async function invite({ room_id, user_id }) {
+    await requireClient().invite(room_id, user_id);
+    return {};
+}
+
 async function waitMember({ room_id, user_id, membership = "join", timeout_ms }) {
     const c = requireClient();
     await waitFor(
@@ -398,10 +403,11 @@ async function waitMember({ room_id, user_id, membership = "join", timeout_ms })
     return {};
 }
 
-async function placeCall({ room_id, video = true }) {
+async function placeCall({ room_id, video = true, invitee }) {
     const c = requireClient();
     if (!c.getRoom(room_id)) throw new Error(`unknown room ${room_id}`);
-    const call = c.createCall(room_id);
+    // With an invitee, the invite names its callee (as a 1:1 call to one user does).
+    const call = invitee ? createNewMatrixCall(c, room_id, { invitee }) : c.createCall(room_id);
     if (!call) throw new Error("createCall returned null (no WebRTC?)");
     const rec = track(call);
     rec.t.placed = now();
@@ -459,6 +465,7 @@ window.peer = {
     login,
     createRoom,
     join,
+    invite,
     waitMember,
     placeCall,
     answer,

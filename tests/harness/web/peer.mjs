@@ -191,6 +191,7 @@ const PAGE_METHODS = {
     login: "login",
     create_room: "createRoom",
     join: "join",
+    invite: "invite",
     wait_member: "waitMember",
     place_call: "placeCall",
     auto_answer: "setAutoAnswer",
