@@ -2,13 +2,26 @@
 //!
 //! Devices sit behind three small traits — [`VideoSource`], [`AudioSource`], [`AudioSink`] — with
 //! synthetic implementations that are always built ([`synthetic`]), so every test and the demo run
-//! without a camera or a sound card. The ALSA and V4L2 backends, the encoders, Opus and echo
-//! cancellation arrive with the media and hardware work, behind the same traits.
+//! without a camera or a sound card. [`open_video`], [`open_audio_source`] and
+//! [`open_audio_sink`] turn the configuration into one of them. The codecs the calls need sit
+//! beside them: [`h264::H264Encoder`] (openh264, Annex-B, constrained baseline) and
+//! [`opus_codec`] (Opus, 20 ms mono frames, in-band FEC).
+//!
+//! Sources never pace themselves: the caller's clock asks for each frame (a tokio interval at
+//! the frame rate, every 20 ms for audio). The ALSA and V4L2 backends and echo cancellation
+//! arrive with the hardware work, behind the same traits; until then opening them is a clear
+//! [`MediaError`].
 
+pub mod h264;
+pub mod opus_codec;
 pub mod synthetic;
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use crate::config::{AudioEndpoint, Config, VideoDevice};
+use synthetic::{RecordingSink, TestPattern, TestTone};
 
 /// The sample rate of every audio path: Opus's native rate.
 pub const SAMPLE_RATE: u32 = 48_000;
@@ -23,6 +36,8 @@ pub struct VideoFrame {
     pub height: u32,
     /// Capture time relative to the source's start.
     pub pts: Duration,
+    /// Wall-clock capture time (what the synthetic pattern prints on the frame).
+    pub captured: SystemTime,
     pub data: Vec<u8>,
 }
 
@@ -63,6 +78,169 @@ pub trait AudioSource: Send {
 /// A speaker: 48 kHz mono S16.
 pub trait AudioSink: Send {
     fn write(&mut self, samples: &[i16]) -> Result<(), MediaError>;
+}
+
+/// The size and rate of the video the door sends (`[camera]` width, height, fps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoSettings {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+impl VideoSettings {
+    /// `[camera]`'s size and rate.
+    pub fn from_config(config: &Config) -> VideoSettings {
+        VideoSettings {
+            width: config.camera.width,
+            height: config.camera.height,
+            fps: config.camera.fps,
+        }
+    }
+}
+
+/// Which devices a call uses: the camera, the microphone and the speaker, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaSettings {
+    pub camera: VideoDevice,
+    pub capture: AudioEndpoint,
+    pub playback: AudioEndpoint,
+}
+
+impl MediaSettings {
+    /// `[camera] device`, `[audio] capture` and `[audio] playback`.
+    pub fn from_config(config: &Config) -> MediaSettings {
+        MediaSettings {
+            camera: config.camera.device.clone(),
+            capture: config.audio.capture.clone(),
+            playback: config.audio.playback.clone(),
+        }
+    }
+
+    /// The synthetic devices: test pattern, test tone, nothing played.
+    pub fn synthetic() -> MediaSettings {
+        MediaSettings {
+            camera: VideoDevice::TestPattern,
+            capture: AudioEndpoint::TestTone,
+            playback: AudioEndpoint::Null,
+        }
+    }
+}
+
+/// Opens the camera `device` at `video`'s size.
+pub fn open_video(
+    device: &VideoDevice,
+    video: &VideoSettings,
+) -> Result<Box<dyn VideoSource>, MediaError> {
+    match device {
+        VideoDevice::TestPattern => Ok(Box::new(TestPattern::new(
+            video.width,
+            video.height,
+            video.fps,
+        ))),
+        VideoDevice::Path(p) => Err(MediaError(format!(
+            "camera {}: V4L2 cameras are not supported yet (use \"test-pattern\")",
+            p.display()
+        ))),
+    }
+}
+
+/// Opens the microphone: a tone, silence (`null`), or an ALSA PCM (not yet).
+pub fn open_audio_source(endpoint: &AudioEndpoint) -> Result<Box<dyn AudioSource>, MediaError> {
+    match endpoint {
+        AudioEndpoint::TestTone => Ok(Box::new(TestTone::new(440.0))),
+        AudioEndpoint::Null => Ok(Box::new(Silence)),
+        AudioEndpoint::Pcm(name) => Err(MediaError(format!(
+            "audio capture {name:?}: ALSA audio is not supported yet (use \"test-tone\" or \"null\")"
+        ))),
+    }
+}
+
+/// Opens the speaker: nothing (`null`), or an ALSA PCM (not yet).
+pub fn open_audio_sink(endpoint: &AudioEndpoint) -> Result<Box<dyn AudioSink>, MediaError> {
+    match endpoint {
+        AudioEndpoint::Null => Ok(Box::new(Discard)),
+        AudioEndpoint::TestTone => Err(MediaError(
+            "audio playback: \"test-tone\" is a capture source".to_owned(),
+        )),
+        AudioEndpoint::Pcm(name) => Err(MediaError(format!(
+            "audio playback {name:?}: ALSA audio is not supported yet (use \"null\")"
+        ))),
+    }
+}
+
+/// A microphone that hears nothing.
+#[derive(Debug, Default)]
+pub struct Silence;
+
+impl AudioSource for Silence {
+    fn read(&mut self, buf: &mut [i16]) -> Result<(), MediaError> {
+        buf.fill(0);
+        Ok(())
+    }
+}
+
+/// A speaker that plays nothing.
+#[derive(Debug, Default)]
+pub struct Discard;
+
+impl AudioSink for Discard {
+    fn write(&mut self, _samples: &[i16]) -> Result<(), MediaError> {
+        Ok(())
+    }
+}
+
+/// A [`RecordingSink`] that can be read while something else writes to it: clone the handle,
+/// give one clone away as the sink, read the level from the other.
+#[derive(Debug, Clone, Default)]
+pub struct SharedRecording(Arc<Mutex<RecordingSink>>);
+
+impl SharedRecording {
+    pub fn new() -> SharedRecording {
+        SharedRecording::default()
+    }
+
+    /// Samples written so far and their RMS level (0.0 to 1.0).
+    pub fn level(&self) -> AudioLevel {
+        let sink = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        AudioLevel {
+            samples: sink.samples,
+            rms: sink.rms(),
+        }
+    }
+}
+
+impl AudioSink for SharedRecording {
+    fn write(&mut self, samples: &[i16]) -> Result<(), MediaError> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write(samples)
+    }
+}
+
+/// What a recording sink heard: how many samples, and how loud (RMS, 0.0 to 1.0).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct AudioLevel {
+    pub samples: u64,
+    pub rms: f64,
+}
+
+/// Writes everything to two sinks: the device and a recording of it.
+pub struct Tee<A, B>(pub A, pub B);
+
+impl<A: AudioSink, B: AudioSink> AudioSink for Tee<A, B> {
+    fn write(&mut self, samples: &[i16]) -> Result<(), MediaError> {
+        let a = self.0.write(samples);
+        let b = self.1.write(samples);
+        a.and(b)
+    }
+}
+
+impl<T: AudioSink + ?Sized> AudioSink for Box<T> {
+    fn write(&mut self, samples: &[i16]) -> Result<(), MediaError> {
+        (**self).write(samples)
+    }
 }
 
 /// ALSA PCMs this machine declares (names and descriptions), for `intercom devices`.

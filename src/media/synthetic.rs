@@ -3,7 +3,7 @@
 //! or `null`, and by every test.
 
 use std::f32::consts::TAU;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{AudioSink, AudioSource, MediaError, VideoFrame, VideoSource, SAMPLE_RATE};
 
@@ -38,22 +38,80 @@ const BARS: [(u8, u8, u8); 8] = [
     (16, 128, 128),
 ];
 
-/// 3×5 bitmaps of the digits, one row a nibble (bit 2 = left column).
-const DIGITS: [[u8; 5]; 10] = [
-    [7, 5, 5, 5, 7],
-    [2, 6, 2, 2, 7],
-    [7, 1, 7, 4, 7],
-    [7, 1, 7, 1, 7],
-    [5, 5, 7, 1, 1],
-    [7, 4, 7, 1, 7],
-    [7, 4, 7, 5, 7],
-    [7, 1, 1, 1, 1],
-    [7, 5, 7, 5, 7],
-    [7, 5, 7, 1, 7],
-];
+/// 3×5 bitmaps of the glyphs the pattern prints, one row a nibble (bit 2 = left column).
+fn glyph(ch: u8) -> [u8; 5] {
+    match ch {
+        b'0' => [7, 5, 5, 5, 7],
+        b'1' => [2, 6, 2, 2, 7],
+        b'2' => [7, 1, 7, 4, 7],
+        b'3' => [7, 1, 7, 1, 7],
+        b'4' => [5, 5, 7, 1, 1],
+        b'5' => [7, 4, 7, 1, 7],
+        b'6' => [7, 4, 7, 5, 7],
+        b'7' => [7, 1, 1, 1, 1],
+        b'8' => [7, 5, 7, 5, 7],
+        b'9' => [7, 5, 7, 1, 7],
+        b':' => [0, 2, 0, 2, 0],
+        b'.' => [0, 0, 0, 0, 2],
+        _ => [0; 5],
+    }
+}
+
+/// Black text on a white box, in luma only, centred horizontally with its top at `y0`.
+/// Returns the height of the box.
+fn draw_text(luma: &mut [u8], w: usize, h: usize, text: &str, y0: usize, scale: usize) -> usize {
+    let box_w = (text.len() * 4 + 1) * scale;
+    let box_h = 7 * scale;
+    let x0 = w.saturating_sub(box_w) / 2;
+    for y in y0..(y0 + box_h).min(h) {
+        for x in x0..(x0 + box_w).min(w) {
+            luma[y * w + x] = 235;
+        }
+    }
+    for (i, ch) in text.bytes().enumerate() {
+        for (row, bits) in glyph(ch).iter().enumerate() {
+            for col in 0..3 {
+                if bits & (4 >> col) == 0 {
+                    continue;
+                }
+                let px = x0 + (1 + i * 4 + col) * scale;
+                let py = y0 + (1 + row) * scale;
+                for y in py..(py + scale).min(h) {
+                    for x in px..(px + scale).min(w) {
+                        luma[y * w + x] = 16;
+                    }
+                }
+            }
+        }
+    }
+    box_h
+}
+
+/// The scale of the counter's glyphs, of the time's, and the top of the two lines, so that
+/// both fit a frame `h` high, centred.
+fn text_layout(h: usize) -> (usize, usize, usize) {
+    let scale = (h / 16).max(1);
+    let small = (scale / 3).max(1);
+    let block = 7 * scale + small + 7 * small;
+    (scale, small, h.saturating_sub(block) / 2)
+}
+
+/// `HH:MM:SS.mmm` of `t`, UTC.
+fn time_of_day(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        since.subsec_millis()
+    )
+}
 
 impl VideoSource for TestPattern {
     fn next_frame(&mut self) -> Result<VideoFrame, MediaError> {
+        let captured = SystemTime::now();
         let (w, h) = (self.width as usize, self.height as usize);
         let mut data = vec![0u8; w * h * 3 / 2];
         let (luma, chroma) = data.split_at_mut(w * h);
@@ -71,40 +129,25 @@ impl VideoSource for TestPattern {
                 }
             }
         }
-        // The frame counter: black digits on a white box, in luma only.
-        let text = self.frame.to_string();
-        let scale = (h / 12).max(1);
-        let box_w = (text.len() * 4 + 1) * scale;
-        let box_h = 7 * scale;
-        let (x0, y0) = (w.saturating_sub(box_w) / 2, h.saturating_sub(box_h) / 2);
-        for y in y0..(y0 + box_h).min(h) {
-            for x in x0..(x0 + box_w).min(w) {
-                luma[y * w + x] = 235;
-            }
-        }
-        for (i, ch) in text.bytes().enumerate() {
-            let glyph = DIGITS[(ch - b'0') as usize];
-            for (row, bits) in glyph.iter().enumerate() {
-                for col in 0..3 {
-                    if bits & (4 >> col) == 0 {
-                        continue;
-                    }
-                    let px = x0 + (1 + i * 4 + col) * scale;
-                    let py = y0 + (1 + row) * scale;
-                    for y in py..(py + scale).min(h) {
-                        for x in px..(px + scale).min(w) {
-                            luma[y * w + x] = 16;
-                        }
-                    }
-                }
-            }
-        }
+        // The frame counter large in the middle, the capture time (UTC) smaller below it: a
+        // viewer can read the glass-to-glass delay off a screenshot beside a clock.
+        let (scale, small, y0) = text_layout(h);
+        let counter_h = draw_text(luma, w, h, &self.frame.to_string(), y0, scale);
+        draw_text(
+            luma,
+            w,
+            h,
+            &time_of_day(captured),
+            y0 + counter_h + small,
+            small,
+        );
         let pts = Duration::from_secs(self.frame) / self.fps.max(1);
         self.frame += 1;
         Ok(VideoFrame {
             width: self.width,
             height: self.height,
             pts,
+            captured,
             data,
         })
     }
@@ -175,6 +218,30 @@ mod tests {
         assert_eq!(a.data.len(), 64 * 48 * 3 / 2);
         assert_ne!(a.data, b.data, "consecutive frames differ");
         assert_eq!(b.pts, Duration::from_secs(1) / 15);
+    }
+
+    #[test]
+    fn pattern_prints_the_capture_time() {
+        let mut p = TestPattern::new(640, 480, 15);
+        let frame = p.next_frame().unwrap();
+        // The time line sits below the counter: a box of white and black pixels only, where the
+        // bars under it are mid-grey luma.
+        let (w, h) = (640usize, 480usize);
+        let (scale, small, y0) = text_layout(h);
+        let top = y0 + 7 * scale + small;
+        assert!(top + 7 * small <= h);
+        let box_w = (12 * 4 + 1) * small;
+        let left = (w - box_w) / 2;
+        let mut pixels = Vec::new();
+        for y in top..top + 7 * small {
+            pixels.extend_from_slice(&frame.data[y * w + left..y * w + left + box_w]);
+        }
+        assert!(pixels.iter().all(|&p| p == 16 || p == 235));
+        assert!(pixels.contains(&16) && pixels.contains(&235));
+        assert_eq!(
+            time_of_day(UNIX_EPOCH + Duration::from_millis(3_723_004)),
+            "01:02:03.004"
+        );
     }
 
     #[test]
