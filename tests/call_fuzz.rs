@@ -244,10 +244,8 @@ fn run_case(seed: u64) {
                         ids.push(call);
                     }
                 }
-                Output::Send { event, .. } => {
-                    if !ids.contains(&event.call_id) && ids.len() < 12 {
-                        ids.push(event.call_id);
-                    }
+                Output::Send { event, .. } if !ids.contains(&event.call_id) && ids.len() < 12 => {
+                    ids.push(event.call_id);
                 }
                 _ => {}
             }

@@ -271,7 +271,7 @@ impl Call {
     }
 
     /// Whether `event` is from the chosen peer of this call.
-    fn from_peer(&self, ev: &ReceivedEvent) -> bool {
+    fn is_from_peer(&self, ev: &ReceivedEvent) -> bool {
         self.peer.as_ref().is_some_and(|p| {
             p.call_id == ev.event.call_id
                 && p.room == ev.room
@@ -655,7 +655,7 @@ impl Core {
             }
             return;
         };
-        let from_peer = call.from_peer(&ev);
+        let from_peer = call.is_from_peer(&ev);
         let leg = call.live_leg(&ev);
         let phase = call.phase;
         match &ev.event.body {
