@@ -1,11 +1,13 @@
 //! The command line: `intercom run | check | login | devices | ring`.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, AudioEndpoint, Config, VideoDevice};
 use crate::error::Error;
+use crate::matrix::Level;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,7 +31,14 @@ pub enum CommandLine {
     /// Check the configuration, the state directory and the devices it names, like `nginx -t`.
     Check,
     /// Log the door's Matrix account in once and store the session in the state directory.
-    Login,
+    ///
+    /// The password is read from `--password-file`, or asked for on the terminal (not echoed),
+    /// or read as one line from standard input when that is not a terminal. It is never stored.
+    Login {
+        /// A file whose first line is the password.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
     /// List the cameras, ALSA PCMs and GPIO chips this machine has.
     Devices,
     /// Press the door's button through the running daemon's control socket.
@@ -50,13 +59,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             crate::daemon::run(config)
         }
         CommandLine::Check => check(&cli.config),
-        CommandLine::Login => {
-            Config::load(&cli.config)?;
-            Err(Error::Unavailable(
-                "`intercom login` is not implemented yet: the Matrix adapter is still to come"
-                    .to_owned(),
-            ))
-        }
+        CommandLine::Login { password_file } => login(&cli.config, password_file.as_deref()),
         CommandLine::Devices => {
             devices();
             Ok(())
@@ -76,8 +79,21 @@ pub fn run(cli: Cli) -> Result<(), Error> {
 /// One finding of `intercom check`.
 struct Finding {
     ok: bool,
+    /// Not a problem, but worth a line of its own (no TURN server).
+    warning: bool,
     what: String,
     detail: String,
+}
+
+impl Default for Finding {
+    fn default() -> Self {
+        Finding {
+            ok: true,
+            warning: false,
+            what: String::new(),
+            detail: String::new(),
+        }
+    }
 }
 
 /// Validates the configuration, then looks for everything it names. Prints one line a finding.
@@ -87,6 +103,7 @@ fn check(path: &Path) -> Result<(), Error> {
         ok: true,
         what: format!("configuration {}", path.display()),
         detail: "valid".into(),
+        ..Finding::default()
     }];
     let state = &config.matrix.state_dir;
     findings.push(match std::fs::metadata(state) {
@@ -94,11 +111,13 @@ fn check(path: &Path) -> Result<(), Error> {
             ok: true,
             what: format!("state directory {}", state.display()),
             detail: "present".into(),
+            ..Finding::default()
         },
         Ok(_) => Finding {
             ok: false,
             what: format!("state directory {}", state.display()),
             detail: "is not a directory".into(),
+            ..Finding::default()
         },
         Err(e) => Finding {
             ok: false,
@@ -106,6 +125,7 @@ fn check(path: &Path) -> Result<(), Error> {
             detail: format!(
                 "{e} (the package creates it; or create it, owned by the service's user)"
             ),
+            ..Finding::default()
         },
     });
     let session = crate::matrix::session_path(state);
@@ -120,17 +140,20 @@ fn check(path: &Path) -> Result<(), Error> {
                 session.display()
             )
         },
+        ..Finding::default()
     });
     match &config.camera.device {
         VideoDevice::TestPattern => findings.push(Finding {
             ok: true,
             what: "camera".into(),
             detail: "test pattern".into(),
+            ..Finding::default()
         }),
         VideoDevice::Path(p) => findings.push(Finding {
             ok: p.exists(),
             what: format!("camera {}", p.display()),
             detail: if p.exists() { "present" } else { "not found" }.into(),
+            ..Finding::default()
         }),
     }
     for (what, endpoint, capture) in [
@@ -149,11 +172,13 @@ fn check(path: &Path) -> Result<(), Error> {
                         ok: true,
                         what: format!("{what} {name:?}"),
                         detail: "opens".into(),
+                        ..Finding::default()
                     },
                     Err(e) => Finding {
                         ok: false,
                         what: format!("{what} {name:?}"),
                         detail: format!("cannot open: {e}"),
+                        ..Finding::default()
                     },
                 }
             }
@@ -161,11 +186,13 @@ fn check(path: &Path) -> Result<(), Error> {
                 ok: true,
                 what: what.into(),
                 detail: "test tone".into(),
+                ..Finding::default()
             },
             AudioEndpoint::Null => Finding {
                 ok: true,
                 what: what.into(),
                 detail: "none (null)".into(),
+                ..Finding::default()
             },
         });
     }
@@ -183,23 +210,28 @@ fn check(path: &Path) -> Result<(), Error> {
                     ok: true,
                     what: format!("{what} line {line}"),
                     detail: format!("line {offset} of {}", path.display()),
+                    ..Finding::default()
                 },
                 Err(e) => Finding {
                     ok: false,
                     what: format!("{what} line {line}"),
                     detail: e,
+                    ..Finding::default()
                 },
             });
         }
     }
+    if session.is_file() {
+        findings.extend(matrix_findings(&config.matrix));
+    }
     let problems = findings.iter().filter(|f| !f.ok).count();
     for f in &findings {
-        println!(
-            "{} {}: {}",
-            if f.ok { "ok     " } else { "MISSING" },
-            f.what,
-            f.detail
-        );
+        let level = match (f.ok, f.warning) {
+            (false, _) => "MISSING",
+            (true, true) => "warning",
+            (true, false) => "ok     ",
+        };
+        println!("{level} {}: {}", f.what, f.detail);
     }
     if problems == 0 {
         println!("everything the configuration names is present");
@@ -207,6 +239,111 @@ fn check(path: &Path) -> Result<(), Error> {
     } else {
         Err(Error::CheckFailed(problems))
     }
+}
+
+/// The Matrix findings (session, homeserver, rooms, TURN), asked on a runtime of their own.
+fn matrix_findings(config: &config::MatrixConfig) -> Vec<Finding> {
+    let diagnoses = match current_thread_runtime() {
+        Ok(rt) => rt.block_on(crate::matrix::diagnose(config)),
+        Err(e) => {
+            return vec![Finding {
+                ok: false,
+                what: "Matrix".into(),
+                detail: e.to_string(),
+                ..Finding::default()
+            }]
+        }
+    };
+    diagnoses
+        .into_iter()
+        .map(|d| Finding {
+            ok: d.level != Level::Problem,
+            warning: d.level == Level::Warning,
+            what: d.what,
+            detail: d.detail,
+        })
+        .collect()
+}
+
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the runtime", None, e))
+}
+
+/// `intercom login`: asks for the password, logs in once, stores the session.
+fn login(path: &Path, password_file: Option<&Path>) -> Result<(), Error> {
+    let config = Config::load(path)?;
+    // Warnings (a stale store removed, the SDK's own) on stderr; the chatter stays quiet, and
+    // so does the SDK's report of a failed request, which the error below says better.
+    let _ = crate::logging::init("warn,matrix_sdk::http_client=off");
+    let password = read_password(password_file, &config.matrix.user.0)?;
+    let session =
+        current_thread_runtime()?.block_on(crate::matrix::login(&config.matrix, &password))?;
+    println!(
+        "logged in as {} (device {}); the session is in {}",
+        session.user_id,
+        session.device_id,
+        crate::matrix::session_path(&config.matrix.state_dir).display()
+    );
+    Ok(())
+}
+
+/// The password: the first line of `file`; else asked on the terminal without echo; else one
+/// line of standard input. Never from the configuration.
+fn read_password(file: Option<&Path>, user: &str) -> Result<String, Error> {
+    let password = if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Error::io("cannot read the password file", Some(file.into()), e))?;
+        text.lines().next().unwrap_or_default().to_owned()
+    } else if std::io::stdin().is_terminal() {
+        prompt_without_echo(&format!("Password for {user}: "))
+            .map_err(|e| Error::io("cannot read the password from", Some("/dev/tty".into()), e))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| Error::io("cannot read the password from standard input", None, e))?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    if password.is_empty() {
+        return Err(Error::Unavailable(
+            "no password given: nothing to log in with".into(),
+        ));
+    }
+    Ok(password)
+}
+
+/// Asks on the terminal with echo turned off (`stty -echo`), and turns it back on afterwards.
+fn prompt_without_echo(prompt: &str) -> std::io::Result<String> {
+    use std::io::{BufRead, Write};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let stty = |arg: &str| -> std::io::Result<()> {
+        let status = std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(tty.try_clone()?)
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "`stty {arg}` failed ({status})"
+            )))
+        }
+    };
+    (&tty).write_all(prompt.as_bytes())?;
+    stty("-echo")?;
+    let mut line = String::new();
+    let read = std::io::BufReader::new(&tty).read_line(&mut line);
+    let restored = stty("echo");
+    (&tty).write_all(b"\n")?;
+    read?;
+    restored?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 fn devices() {

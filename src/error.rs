@@ -18,6 +18,9 @@ pub enum Error {
     },
     /// Something the command needs is not there (no daemon to talk to, not logged in).
     Unavailable(String),
+    /// The homeserver, or the Matrix client talking to it, failed: says what was attempted, on
+    /// which homeserver, user or room, and the reason.
+    Matrix(String),
     /// `intercom check` found problems; they were already printed.
     CheckFailed(usize),
 }
@@ -46,7 +49,7 @@ impl fmt::Display for Error {
                 path: None,
                 source,
             } => write!(f, "{what}: {source}"),
-            Error::Unavailable(s) => f.write_str(s),
+            Error::Unavailable(s) | Error::Matrix(s) => f.write_str(s),
             Error::CheckFailed(n) => write!(f, "{n} problem(s) found"),
         }
     }

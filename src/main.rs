@@ -19,7 +19,8 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = match &e {
                 Error::Config(_) => EX_CONFIG,
-                Error::Unavailable(_) => EX_UNAVAILABLE,
+                // A homeserver that is down or refuses is a service unavailable: systemd retries.
+                Error::Unavailable(_) | Error::Matrix(_) => EX_UNAVAILABLE,
                 Error::CheckFailed(_) | Error::Io { .. } => 1,
             };
             // After logging is up, this reaches the journal too; before, stderr is all there is.

@@ -4,17 +4,745 @@
 //! decides nothing: which events matter, what rings and what is answered are the core's business.
 //! Its boundary with the driver loop:
 //!
-//! - in: [`crate::call::Output::Send`] — an event to send into a room;
-//! - out: [`crate::call::Input::SyncBatch`] — every call event of one sync response, in order,
-//!   with `age` and whether it was encrypted; [`crate::call::Input::MemberLeft`].
+//! - in: [`Matrix::send`] — an event to send into a room ([`crate::call::Output::Send`]);
+//! - out: [`MatrixEvent`]s on the channel given to [`Matrix::spawn_sync`] — every call event of
+//!   one sync response as one [`MatrixEvent::Batch`], in order, with `age` and whether it was
+//!   encrypted ([`crate::call::Input::SyncBatch`]); [`MatrixEvent::MemberLeft`]
+//!   ([`crate::call::Input::MemberLeft`]); and whether the homeserver can be reached.
 //!
 //! The session (access token, device id) lives in a 0600 file in the state directory, written
-//! once by `intercom login`; the crypto store (SQLite) beside it. The adapter itself arrives with
-//! the Matrix-calls work; until then the daemon runs without a homeserver connection.
+//! once by `intercom login` ([`session`]); the SQLite stores (state, sync token, crypto keys) in
+//! `store/` beside it. Every start restores that session: the door is one device for life, and a
+//! restart resumes from the stored sync token instead of replaying history.
 
+mod check;
+pub mod session;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use matrix_sdk::authentication::matrix::MatrixSession;
+use matrix_sdk::config::{RequestConfig, SyncSettings};
+use matrix_sdk::deserialized_responses::{TimelineEvent, TimelineEventKind};
+use matrix_sdk::ruma::api::client::filter::FilterDefinition;
+use matrix_sdk::ruma::api::client::sync::sync_events;
+use matrix_sdk::ruma::api::client::voip::get_turn_server_info;
+use matrix_sdk::ruma::api::error::{ErrorKind, FromHttpResponseError};
+use matrix_sdk::ruma::events::AnySyncTimelineEvent;
+use matrix_sdk::ruma::serde::Raw;
+use matrix_sdk::ruma::{
+    OwnedDeviceId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, TransactionId, UInt,
+};
+use matrix_sdk::store::StateStoreDataKey;
+use matrix_sdk::sync::SyncResponse;
+use matrix_sdk::{Client, HttpError, RoomState, SessionMeta, SessionTokens};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+pub use check::{diagnose, Diagnosis, Level};
+pub use session::Session;
+
+use crate::call::{CallEvent, Identity, PartyId, ReceivedEvent, RoomId, UserId};
+use crate::config::{MatrixConfig, RoomRef};
+use crate::error::Error;
 
 /// The file in the state directory that holds the Matrix session.
 pub fn session_path(state_dir: &Path) -> PathBuf {
     state_dir.join("session.json")
+}
+
+/// The directory in the state directory that holds the SQLite stores (state, crypto keys).
+pub fn store_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("store")
+}
+
+/// How long one request may take (a sync adds its long-poll timeout to this).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a sync waits on the homeserver for something to happen.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many timeline events of a room one sync response may carry.
+const TIMELINE_LIMIT: u32 = 50;
+/// The backoff of a failing sync, doubled on each failure.
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often an event is tried before it is given up (with backoff from 1 s between tries).
+const SEND_ATTEMPTS: u32 = 4;
+/// How long a send waits for the first sync when the store does not know the room yet.
+const FIRST_SYNC_WAIT: Duration = Duration::from_secs(30);
+
+/// What the sync loop reports to the driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MatrixEvent {
+    /// Every call event of one sync response, in timeline order within each room. Never empty.
+    Batch(Vec<ReceivedEvent>),
+    /// Someone else left (or was kicked or banned from) a room the door is in.
+    MemberLeft { room: RoomId, user: UserId },
+    /// A sync succeeded: after the first one, and again after failures.
+    Online,
+    /// Syncing started failing (sent once, until the next [`MatrixEvent::Online`]); the loop
+    /// keeps retrying with backoff.
+    Offline(String),
+}
+
+/// TURN servers offered by the homeserver (`/voip/turnServer`). `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TurnServers {
+    pub uris: Vec<String>,
+    pub username: String,
+    pub password: String,
+    /// How long the credentials stay valid.
+    pub ttl: Duration,
+}
+
+impl std::fmt::Debug for TurnServers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnServers")
+            .field("uris", &self.uris)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+/// The door's connection to its homeserver: a restored session, its rooms, and the sending
+/// queue. Made by [`connect`]; syncing starts with [`Matrix::spawn_sync`].
+pub struct Matrix {
+    client: Client,
+    config: MatrixConfig,
+    identity: Identity,
+    rooms: Vec<RoomId>,
+    outbox: mpsc::UnboundedSender<(RoomId, CallEvent)>,
+    /// The sending queue's task: done once every queued event was sent or given up.
+    sending: tokio::task::JoinHandle<()>,
+    /// True once a sync has succeeded since start: until then the store may not know the rooms.
+    synced: watch::Sender<bool>,
+}
+
+/// Logs the door's account in once, by password, as a new device named
+/// `config.device_name`, with the SQLite stores in the state directory (so that the crypto store
+/// belongs to this device from the start), and writes the session file.
+///
+/// Refuses when a session file exists already: logging in again would make a new device and
+/// orphan the old one's keys. A store left behind without a session (an earlier login that
+/// failed) belongs to no usable device and is removed first.
+pub async fn login(config: &MatrixConfig, password: &str) -> Result<Session, Error> {
+    let state = &config.state_dir;
+    let path = session_path(state);
+    let store = store_path(state);
+    match Session::load(&path) {
+        Ok(old) => {
+            return Err(Error::Unavailable(format!(
+                "already logged in as {} (device {}): to log in afresh, remove {} and {} first",
+                old.user_id,
+                old.device_id,
+                path.display(),
+                store.display()
+            )))
+        }
+        Err(_) if path.exists() => {
+            return Err(Error::Unavailable(format!(
+                "{} exists but is not a session this door can use: to log in afresh, remove it and {} first",
+                path.display(),
+                store.display()
+            )))
+        }
+        Err(_) => {}
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state)
+        .map_err(|e| Error::io("cannot create the state directory", Some(state.clone()), e))?;
+    if store.exists() {
+        log::warn!(
+            "removing {}: left by an earlier login that did not finish",
+            store.display()
+        );
+        std::fs::remove_dir_all(&store)
+            .map_err(|e| Error::io("cannot remove the stale store", Some(store.clone()), e))?;
+    }
+    let homeserver = &config.homeserver.0;
+    let client = build_client(homeserver, Some(state), REQUEST_TIMEOUT).await?;
+    let response = client
+        .matrix_auth()
+        .login_username(&config.user.0, password)
+        .initial_device_display_name(&config.device_name)
+        .send()
+        .await
+        .map_err(|e| {
+            Error::Matrix(format!(
+                "cannot log {} in on {homeserver}: {}",
+                config.user,
+                describe_error(&e)
+            ))
+        })?;
+    let session = Session {
+        homeserver: homeserver.clone(),
+        user_id: response.user_id.to_string(),
+        device_id: response.device_id.to_string(),
+        access_token: response.access_token.clone(),
+    };
+    session.save(&path)?;
+    Ok(session)
+}
+
+/// Restores the stored session (never a new device), resolves the configured room aliases, and
+/// starts the sending queue. Needs the homeserver only to resolve aliases.
+pub async fn connect(config: &MatrixConfig) -> Result<Matrix, Error> {
+    let session = Session::load(&session_path(&config.state_dir))?;
+    if session.homeserver != config.homeserver.0 || session.user_id != config.user.0 {
+        return Err(Error::Unavailable(format!(
+            "the stored session is for {} on {}, the configuration names {} on {}: run `intercom login` again",
+            session.user_id, session.homeserver, config.user, config.homeserver.0
+        )));
+    }
+    let client = build_client(
+        &session.homeserver,
+        Some(&config.state_dir),
+        REQUEST_TIMEOUT,
+    )
+    .await?;
+    restore(&client, &session).await?;
+    let mut rooms = Vec::new();
+    for room in &config.rooms {
+        rooms.push(resolve(&client, room).await?);
+    }
+    let (outbox, queue) = mpsc::unbounded_channel();
+    let (synced, _) = watch::channel(false);
+    let sending = tokio::spawn(dispatch(client.clone(), queue, synced.subscribe()));
+    Ok(Matrix {
+        client,
+        config: config.clone(),
+        identity: Identity {
+            user: UserId(session.user_id),
+            party: PartyId(session.device_id),
+        },
+        rooms,
+        outbox,
+        sending,
+        synced,
+    })
+}
+
+impl Matrix {
+    /// The door's user id.
+    pub fn user_id(&self) -> UserId {
+        self.identity.user.clone()
+    }
+
+    /// The door's device id, which is also its `party_id` in calls.
+    pub fn device_id(&self) -> PartyId {
+        self.identity.party.clone()
+    }
+
+    /// Who the door is, for the core.
+    pub fn identity(&self) -> Identity {
+        self.identity.clone()
+    }
+
+    /// The configured rooms, aliases resolved to room ids, in the configuration's order.
+    pub fn rooms(&self) -> Vec<RoomId> {
+        self.rooms.clone()
+    }
+
+    /// Queues `event` for `room`. Events for one room are sent one after the other, in the order
+    /// queued, each retried a few times with backoff; a failure is logged (naming the room and
+    /// the event type) and the queue goes on. Encrypted rooms get encrypted events.
+    pub fn send(&self, room: RoomId, event: CallEvent) {
+        if self.outbox.send((room, event)).is_err() {
+            log::error!("the Matrix sending queue has stopped: event dropped");
+        }
+    }
+
+    /// Starts the sync loop: a task that syncs until `events` is closed, and reports what it sees
+    /// (see [`MatrixEvent`]). The first sync of a store without a sync token only catches up:
+    /// its timeline is history and never reaches the core. Invites from users on the allow list
+    /// are accepted when `accept_invites` is on.
+    pub fn spawn_sync(&self, events: mpsc::Sender<MatrixEvent>) {
+        let sync = SyncLoop {
+            client: self.client.clone(),
+            me: self.identity.user.0.clone(),
+            accept_invites: self.config.accept_invites,
+            allow: self.config.allow.iter().map(|u| u.0.clone()).collect(),
+            synced: self.synced.clone(),
+            events,
+        };
+        tokio::spawn(sync.run());
+    }
+
+    /// Stops taking events and waits, at most `within`, for the queued ones to be sent (the
+    /// hangups of a shutdown). The sync loop stops on its own when its channel is closed.
+    pub async fn close(self, within: Duration) {
+        let Matrix {
+            outbox, sending, ..
+        } = self;
+        drop(outbox);
+        if tokio::time::timeout(within, sending).await.is_err() {
+            log::warn!("events still queued for Matrix after {within:?}: not sent");
+        }
+    }
+
+    /// The homeserver's TURN servers, or `None` when it offers none.
+    pub async fn turn_servers(&self) -> Result<Option<TurnServers>, Error> {
+        turn_servers(&self.client).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client and the session.
+
+/// A client for `homeserver`, with the SQLite stores of `state_dir` (or memory stores). Requests
+/// are not retried by the SDK: the sync loop and the sending queue retry on their own terms.
+async fn build_client(
+    homeserver: &str,
+    state_dir: Option<&Path>,
+    timeout: Duration,
+) -> Result<Client, Error> {
+    let mut builder = Client::builder()
+        .homeserver_url(homeserver)
+        .request_config(RequestConfig::new().disable_retry().timeout(timeout));
+    if let Some(state) = state_dir {
+        // The crypto store holds the device's private keys: only the service's user reads them.
+        let store = store_path(state);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&store)
+            .map_err(|e| Error::io("cannot create the Matrix store", Some(store.clone()), e))?;
+        builder = builder.sqlite_store(&store, None);
+    }
+    builder.build().await.map_err(|e| {
+        Error::Matrix(format!(
+            "cannot set up the Matrix client for {homeserver}: {e}"
+        ))
+    })
+}
+
+/// Makes `client` the device of `session` again, without a request to the homeserver.
+async fn restore(client: &Client, session: &Session) -> Result<(), Error> {
+    let user_id = OwnedUserId::try_from(session.user_id.as_str()).map_err(|e| {
+        Error::Unavailable(format!(
+            "the stored session's user id {:?} is not valid ({e}): run `intercom login` again",
+            session.user_id
+        ))
+    })?;
+    let restored = MatrixSession {
+        meta: SessionMeta {
+            user_id,
+            device_id: OwnedDeviceId::from(session.device_id.as_str()),
+        },
+        tokens: SessionTokens {
+            access_token: session.access_token.clone(),
+            refresh_token: None,
+        },
+    };
+    client.restore_session(restored).await.map_err(|e| {
+        Error::Matrix(format!(
+            "cannot restore the session of {} (device {}): {e}",
+            session.user_id, session.device_id
+        ))
+    })
+}
+
+/// A configured room as a room id: ids as they are, aliases asked of the homeserver.
+async fn resolve(client: &Client, room: &RoomRef) -> Result<RoomId, Error> {
+    if !room.0.starts_with('#') {
+        return Ok(RoomId(room.0.clone()));
+    }
+    let alias = OwnedRoomAliasId::try_from(room.0.as_str())
+        .map_err(|e| Error::Matrix(format!("room alias {room} is not valid: {e}")))?;
+    let response = client.resolve_room_alias(&alias).await.map_err(|e| {
+        Error::Matrix(format!(
+            "cannot resolve the room alias {room}: {}",
+            describe(&e)
+        ))
+    })?;
+    Ok(RoomId(response.room_id.to_string()))
+}
+
+/// `/voip/turnServer`. A homeserver without TURN answers `{}` (or no URIs): `None`.
+async fn turn_servers(client: &Client) -> Result<Option<TurnServers>, Error> {
+    match client.send(get_turn_server_info::v3::Request::new()).await {
+        Ok(r) if r.uris.is_empty() => Ok(None),
+        Ok(r) => Ok(Some(TurnServers {
+            uris: r.uris,
+            username: r.username,
+            password: r.password,
+            ttl: r.ttl,
+        })),
+        Err(HttpError::Api(e)) if matches!(*e, FromHttpResponseError::Deserialization(_)) => {
+            Ok(None)
+        }
+        Err(e) if e.client_api_error_kind() == Some(&ErrorKind::Unrecognized) => Ok(None),
+        Err(e) => Err(Error::Matrix(format!(
+            "cannot get TURN servers from the homeserver: {}",
+            describe(&e)
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sync loop.
+
+struct SyncLoop {
+    client: Client,
+    me: String,
+    accept_invites: bool,
+    allow: Vec<String>,
+    synced: watch::Sender<bool>,
+    events: mpsc::Sender<MatrixEvent>,
+}
+
+impl SyncLoop {
+    async fn run(self) {
+        // Without a stored sync token, the first response is the room's history.
+        let mut catching_up = match self
+            .client
+            .state_store()
+            .get_kv_data(StateStoreDataKey::SyncToken)
+            .await
+        {
+            Ok(token) => token.is_none(),
+            Err(e) => {
+                log::warn!("cannot read the sync token from the store: {e}");
+                true
+            }
+        };
+        let mut online = None;
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            // Long-poll only while online: the first sync, and the first after a failure, return
+            // at once, so that sending can start and recovery is reported without delay.
+            let timeout = if online == Some(true) {
+                SYNC_TIMEOUT
+            } else {
+                Duration::ZERO
+            };
+            let settings = SyncSettings::default()
+                .timeout(timeout)
+                .filter(sync_filter());
+            let result = tokio::select! {
+                r = self.client.sync_once(settings) => r,
+                () = self.events.closed() => return,
+            };
+            match result {
+                Ok(response) => {
+                    backoff = MIN_BACKOFF;
+                    self.synced.send_replace(true);
+                    if online != Some(true) {
+                        if online == Some(false) {
+                            log::info!("Matrix sync works again");
+                        }
+                        online = Some(true);
+                        if !self.report(MatrixEvent::Online).await {
+                            return;
+                        }
+                    }
+                    if catching_up {
+                        log::info!("first sync of this store: its history is not looked at");
+                    } else {
+                        for event in translate(&response, &self.me) {
+                            if !self.report(event).await {
+                                return;
+                            }
+                        }
+                    }
+                    catching_up = false;
+                    self.answer_invites(&response).await;
+                }
+                Err(e) => {
+                    let reason = describe_error(&e);
+                    if online != Some(false) {
+                        log::warn!(
+                            "Matrix sync failed, retrying with backoff up to {}s: {reason}",
+                            MAX_BACKOFF.as_secs()
+                        );
+                        online = Some(false);
+                        if !self.report(MatrixEvent::Offline(reason)).await {
+                            return;
+                        }
+                    } else {
+                        log::debug!("Matrix sync failed again: {reason}");
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.events.closed() => return,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Hands an event to the driver; false once the driver has gone.
+    async fn report(&self, event: MatrixEvent) -> bool {
+        self.events.send(event).await.is_ok()
+    }
+
+    /// Joins the rooms that someone on the allow list invited the door to, when that is on.
+    async fn answer_invites(&self, response: &SyncResponse) {
+        for (room_id, invited) in &response.rooms.invited {
+            let inviter = invited.invite_state.events.iter().find_map(|e| {
+                let e: Value = e.deserialize_as_unchecked().ok()?;
+                let ours = e["type"] == "m.room.member"
+                    && e["state_key"] == self.me.as_str()
+                    && e["content"]["membership"] == "invite";
+                ours.then(|| e["sender"].as_str().map(str::to_owned))?
+            });
+            let inviter = inviter.as_deref().unwrap_or("an unknown user");
+            if !self.accept_invites {
+                log::info!(
+                    room = room_id.as_str(); "not joining {room_id}, invited by {inviter}: accept_invites is off"
+                );
+            } else if !self.allow.iter().any(|a| a == inviter) {
+                log::info!(
+                    room = room_id.as_str(); "not joining {room_id}, invited by {inviter}: not on the allow list"
+                );
+            } else {
+                log::info!(room = room_id.as_str(); "joining {room_id}, invited by {inviter}");
+                if let Err(e) = self.client.join_room_by_id(room_id).await {
+                    log::warn!(room = room_id.as_str(); "cannot join {room_id}: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// What the door syncs: everything, with room for a burst of call events (candidates come in
+/// many events) in one response, where the homeserver's default would cut the timeline at 10.
+fn sync_filter() -> sync_events::v3::Filter {
+    let mut filter = FilterDefinition::empty();
+    filter.room.timeline.limit = Some(UInt::from(TIMELINE_LIMIT));
+    filter.into()
+}
+
+/// What the driver needs of one sync response: one batch of every call event in every joined
+/// room, then who left. Undecryptable and malformed events are logged and left out.
+fn translate(response: &SyncResponse, me: &str) -> Vec<MatrixEvent> {
+    let mut batch = Vec::new();
+    let mut left = Vec::new();
+    let mut leave = |room: &RoomId, user: Option<UserId>| {
+        if let Some(user) = user {
+            let gone = MatrixEvent::MemberLeft {
+                room: room.clone(),
+                user,
+            };
+            // A departure can be both in the timeline and in the state.
+            if !left.contains(&gone) {
+                left.push(gone);
+            }
+        }
+    };
+    for (room_id, update) in &response.rooms.joined {
+        let room = RoomId(room_id.to_string());
+        for event in &update.timeline.events {
+            batch.extend(call_event(&room, event));
+            leave(&room, departed(event.raw(), me));
+        }
+        let (matrix_sdk::sync::State::Before(state) | matrix_sdk::sync::State::After(state)) =
+            &update.state;
+        for event in state {
+            leave(&room, departed(event.cast_ref(), me));
+        }
+    }
+    let mut out = Vec::new();
+    if !batch.is_empty() {
+        out.push(MatrixEvent::Batch(batch));
+    }
+    out.extend(left);
+    out
+}
+
+/// A timeline event as a call event, when it is one.
+fn call_event(room: &RoomId, event: &TimelineEvent) -> Option<ReceivedEvent> {
+    let raw = event.raw();
+    let event_type = raw.get_field::<String>("type").ok().flatten()?;
+    if let TimelineEventKind::UnableToDecrypt { utd_info, .. } = &event.kind {
+        let sender = raw.get_field::<String>("sender").ok().flatten();
+        log::warn!(
+            room = room.0.as_str();
+            "cannot decrypt an event from {} in {}: skipped ({:?})",
+            sender.as_deref().unwrap_or("an unknown sender"),
+            room.0,
+            utd_info.reason
+        );
+        return None;
+    }
+    if !wire::is_call_event_type(&event_type) {
+        return None;
+    }
+    let value: Value = match serde_json::from_str(raw.json().get()) {
+        Ok(v) => v,
+        Err(e) => {
+            log::warn!(room = room.0.as_str(); "dropping a {event_type} event in {}: {e}", room.0);
+            return None;
+        }
+    };
+    match wire::from_wire(room, &value, event.encryption_info().is_some()) {
+        Ok(received) => received,
+        Err(e) => {
+            log::warn!(room = room.0.as_str(); "dropping a call event in {}: {e}", room.0);
+            None
+        }
+    }
+}
+
+/// The user an `m.room.member` event says is gone (left, kicked, banned), unless it is the door.
+fn departed(raw: &Raw<AnySyncTimelineEvent>, me: &str) -> Option<UserId> {
+    if raw.get_field::<String>("type").ok().flatten()? != "m.room.member" {
+        return None;
+    }
+    let user = raw.get_field::<String>("state_key").ok().flatten()?;
+    let content: Value = raw.get_field("content").ok().flatten()?;
+    let gone = matches!(content["membership"].as_str(), Some("leave" | "ban"));
+    (gone && user != me).then_some(UserId(user))
+}
+
+/// A client error in one line, with advice when the session itself was refused.
+fn describe_error(e: &matrix_sdk::Error) -> String {
+    match e {
+        matrix_sdk::Error::Http(http) => match http.client_api_error_kind() {
+            Some(ErrorKind::UnknownToken { .. }) => format!(
+                "the homeserver no longer accepts the door's session ({e}): run `intercom login` again"
+            ),
+            _ => describe(http),
+        },
+        _ => e.to_string(),
+    }
+}
+
+/// An HTTP error in one line: for a connection failure, its cause rather than the request's URL.
+fn describe(e: &HttpError) -> String {
+    let r = match e {
+        HttpError::Reqwest(r) => r,
+        HttpError::Cached(inner) => return describe(inner),
+        _ => return e.to_string(),
+    };
+    let mut cause: &dyn std::error::Error = r;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    let what = if r.is_timeout() {
+        "the homeserver did not answer in time"
+    } else {
+        "cannot reach the homeserver"
+    };
+    format!("{what}: {cause}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending.
+
+/// Hands each queued event to its room's sender, starting one per room on first use, so that a
+/// room whose sends are failing does not hold up the others.
+async fn dispatch(
+    client: Client,
+    mut queue: mpsc::UnboundedReceiver<(RoomId, CallEvent)>,
+    synced: watch::Receiver<bool>,
+) {
+    let mut rooms = HashMap::new();
+    while let Some((room, event)) = queue.recv().await {
+        let (sender, _) = rooms.entry(room.clone()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let task = tokio::spawn(send_room(client.clone(), room, rx, synced.clone()));
+            (tx, task)
+        });
+        // A room sender ends only when its channel closes, which only this loop does.
+        let _: Result<_, _> = sender.send(event);
+    }
+    // The queue is closed: let each room send what it still has.
+    for (_, (sender, task)) in rooms {
+        drop(sender);
+        let _: Result<_, _> = task.await;
+    }
+}
+
+/// Sends one room's events, in order.
+async fn send_room(
+    client: Client,
+    room: RoomId,
+    mut queue: mpsc::UnboundedReceiver<CallEvent>,
+    mut synced: watch::Receiver<bool>,
+) {
+    while let Some(event) = queue.recv().await {
+        let (event_type, content) = wire::to_wire(&event);
+        let call_id = event.call_id.0.as_str();
+        // One transaction id for every try: the homeserver keeps a retried event only once.
+        let txn = TransactionId::new();
+        let mut backoff = MIN_BACKOFF;
+        for attempt in 1..=SEND_ATTEMPTS {
+            match send_one(&client, &room, event_type, &content, &txn, &mut synced).await {
+                Ok(()) => {
+                    log::debug!(call_id, room = room.0.as_str(); "sent {event_type} to {}", room.0);
+                    break;
+                }
+                Err(Failure::Permanent(e)) => {
+                    log::error!(call_id, room = room.0.as_str(); "cannot send {event_type} to {}: {e}", room.0);
+                    break;
+                }
+                Err(Failure::Transient(e)) if attempt == SEND_ATTEMPTS => {
+                    log::error!(
+                        call_id, room = room.0.as_str();
+                        "cannot send {event_type} to {} after {SEND_ATTEMPTS} tries: {e}",
+                        room.0
+                    );
+                }
+                Err(Failure::Transient(e)) => {
+                    log::warn!(
+                        call_id, room = room.0.as_str();
+                        "sending {event_type} to {} failed, retrying in {}s: {e}",
+                        room.0,
+                        backoff.as_secs()
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+enum Failure {
+    /// Trying again will not help (the door is not in the room).
+    Permanent(String),
+    Transient(String),
+}
+
+async fn send_one(
+    client: &Client,
+    room: &RoomId,
+    event_type: &str,
+    content: &Value,
+    txn: &TransactionId,
+    synced: &mut watch::Receiver<bool>,
+) -> Result<(), Failure> {
+    let room_id = OwnedRoomId::try_from(room.0.as_str())
+        .map_err(|e| Failure::Permanent(format!("not a room id: {e}")))?;
+    if client.get_room(&room_id).is_none() && !*synced.borrow() {
+        // A fresh store learns the door's rooms from the first sync.
+        let _ = tokio::time::timeout(FIRST_SYNC_WAIT, synced.wait_for(|s| *s)).await;
+    }
+    let Some(joined) = client.get_room(&room_id) else {
+        return if *synced.borrow() {
+            Err(Failure::Permanent("the door is not in this room".into()))
+        } else {
+            Err(Failure::Transient("no sync with the homeserver yet".into()))
+        };
+    };
+    if joined.state() != RoomState::Joined {
+        return Err(Failure::Permanent(format!(
+            "the door is not joined to this room ({:?})",
+            joined.state()
+        )));
+    }
+    joined
+        .send_raw(event_type, content.clone())
+        .with_transaction_id(txn)
+        .await
+        .map(drop)
+        .map_err(|e| Failure::Transient(e.to_string()))
 }

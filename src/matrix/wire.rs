@@ -1,0 +1,979 @@
+//! The `m.call.*` events on the wire, translated to and from the core's [`CallEvent`]s.
+//!
+//! Both directions go through ruma's VoIP content types, so that what the door sends is what
+//! ruma (and therefore the spec, v1) says, and what it accepts is what ruma can parse. Around
+//! ruma, the rules of the spec and of real peers that ruma does not apply itself:
+//!
+//! - every version is read as `"1"`: a peer speaking a newer minor version is still understood,
+//!   and a version 0 peer's events (no `party_id`) get the sender's user id as their party id;
+//! - a missing hangup `reason` is `user_hangup`;
+//! - a candidate with an empty `candidate` string is kept: it is the peer's end of candidates;
+//! - an event larger than a Matrix event can be (64 KiB), an `sdp` that is missing or empty, a
+//!   `call_id` that is empty, or anything ruma refuses, is an error naming the event type, the
+//!   sender and what is wrong. Never a panic: a peer's event is never trusted.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::time::Duration;
+
+use matrix_sdk::ruma::events::call::answer::CallAnswerEventContent;
+use matrix_sdk::ruma::events::call::candidates::{
+    CallCandidatesEventContent, Candidate as WireCandidate,
+};
+use matrix_sdk::ruma::events::call::hangup::{CallHangupEventContent, Reason};
+use matrix_sdk::ruma::events::call::invite::CallInviteEventContent;
+use matrix_sdk::ruma::events::call::negotiate::CallNegotiateEventContent;
+use matrix_sdk::ruma::events::call::reject::CallRejectEventContent;
+use matrix_sdk::ruma::events::call::sdp_stream_metadata_changed::CallSdpStreamMetadataChangedEventContent;
+use matrix_sdk::ruma::events::call::select_answer::CallSelectAnswerEventContent;
+use matrix_sdk::ruma::events::call::{
+    SessionDescription as WireDescription, StreamMetadata, StreamPurpose as WirePurpose,
+};
+use matrix_sdk::ruma::{OwnedUserId, OwnedVoipId, UInt, VoipVersionId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::call::{
+    CallEvent, CallEventBody, CallId, Candidate, HangupReason, PartyId, ReceivedEvent, RoomId,
+    SdpKind, SessionDescription, StreamPurpose, UserId, VERSION,
+};
+
+/// The largest event the spec allows (the whole PDU); a call event's content beyond it is refused
+/// before it is parsed.
+pub const MAX_EVENT_BYTES: usize = 65_536;
+
+/// The event types this module reads: the spec's, and the one unstable alias ruma knows.
+const CALL_EVENT_TYPES: &[&str] = &[
+    "m.call.invite",
+    "m.call.answer",
+    "m.call.candidates",
+    "m.call.select_answer",
+    "m.call.reject",
+    "m.call.negotiate",
+    "m.call.hangup",
+    "m.call.sdp_stream_metadata_changed",
+    "org.matrix.call.sdp_stream_metadata_changed",
+];
+
+/// True for the event types [`from_wire`] translates.
+pub fn is_call_event_type(event_type: &str) -> bool {
+    CALL_EVENT_TYPES.contains(&event_type)
+}
+
+/// The event type and content to send for `event`: version `"1"` and the door's `party_id`
+/// always, `invitee` only when there is one, lifetimes in milliseconds.
+pub fn to_wire(event: &CallEvent) -> (&'static str, Value) {
+    let call_id = voip_id(&event.call_id.0);
+    let party_id = voip_id(&event.party_id.0);
+    let content = match &event.body {
+        CallEventBody::Invite {
+            offer,
+            lifetime,
+            invitee,
+        } => {
+            let mut c = CallInviteEventContent::version_1(
+                call_id,
+                party_id,
+                millis(*lifetime),
+                wire_sdp(offer),
+            );
+            c.sdp_stream_metadata = wire_streams(&offer.streams);
+            // ruma's `invitee` is a parsed user id, the core's an opaque one: one that does not
+            // parse is still written, as given, rather than turning the invite into one for all.
+            let unparsed =
+                invitee
+                    .as_ref()
+                    .and_then(|u| match OwnedUserId::try_from(u.0.as_str()) {
+                        Ok(id) => {
+                            c.invitee = Some(id);
+                            None
+                        }
+                        Err(_) => Some(u.0.clone()),
+                    });
+            let mut json = to_json(&c);
+            if let Some(invitee) = unparsed {
+                json["invitee"] = Value::String(invitee);
+            }
+            json
+        }
+        CallEventBody::Answer { answer } => {
+            let mut c = CallAnswerEventContent::version_1(wire_sdp(answer), call_id, party_id);
+            c.sdp_stream_metadata = wire_streams(&answer.streams);
+            to_json(&c)
+        }
+        CallEventBody::Candidates { candidates } => {
+            let candidates = candidates.iter().map(wire_candidate).collect();
+            to_json(&CallCandidatesEventContent::version_1(
+                call_id, party_id, candidates,
+            ))
+        }
+        CallEventBody::SelectAnswer { selected_party_id } => {
+            to_json(&CallSelectAnswerEventContent::version_1(
+                call_id,
+                party_id,
+                voip_id(&selected_party_id.0),
+            ))
+        }
+        CallEventBody::Reject => to_json(&CallRejectEventContent::version_1(call_id, party_id)),
+        CallEventBody::Negotiate {
+            description,
+            lifetime,
+        } => {
+            let mut c = CallNegotiateEventContent::version_1(
+                call_id,
+                party_id,
+                millis(*lifetime),
+                wire_sdp(description),
+            );
+            c.sdp_stream_metadata = wire_streams(&description.streams);
+            to_json(&c)
+        }
+        CallEventBody::Hangup { reason } => to_json(&CallHangupEventContent::version_1(
+            call_id,
+            party_id,
+            Reason::from(reason.as_str()),
+        )),
+        CallEventBody::SdpStreamMetadataChanged { streams } => {
+            to_json(&CallSdpStreamMetadataChangedEventContent::new(
+                call_id,
+                party_id,
+                VoipVersionId::V1,
+                wire_streams(streams),
+            ))
+        }
+    };
+    (event.body.event_type(), content)
+}
+
+/// Reads one timeline event (the whole event: `type`, `sender`, `content`, `unsigned.age`) that
+/// arrived in `room`. `Ok(None)` for anything that is not a call event (including an
+/// `m.room.encrypted` event that could not be decrypted); `Err` naming the event type, the sender
+/// and the problem for a call event that cannot be understood.
+pub fn from_wire(
+    room: &RoomId,
+    raw: &Value,
+    encrypted: bool,
+) -> Result<Option<ReceivedEvent>, String> {
+    let Some(event_type) = raw.get("type").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    if !is_call_event_type(event_type) {
+        return Ok(None);
+    }
+    let Some(sender) = raw.get("sender").and_then(Value::as_str) else {
+        return Err(format!("{event_type} without a sender"));
+    };
+    let fail = |what: String| format!("{event_type} from {sender}: {}", clip(&what));
+    let content = match raw.get("content") {
+        Some(Value::Object(c)) => c,
+        Some(_) => return Err(fail("content is not an object".into())),
+        None => return Err(fail("no content".into())),
+    };
+    if exceeds(raw, MAX_EVENT_BYTES) {
+        return Err(fail(format!(
+            "larger than a Matrix event can be ({MAX_EVENT_BYTES} bytes)"
+        )));
+    }
+    let content = normalise(content.clone(), sender);
+    let event = parse_body(event_type, content).map_err(fail)?;
+    if event.call_id.0.is_empty() {
+        return Err(fail("empty call_id".into()));
+    }
+    let age = raw
+        .get("unsigned")
+        .and_then(|u| u.get("age"))
+        .and_then(Value::as_i64)
+        .map(|ms| Duration::from_millis(ms.max(0).unsigned_abs()));
+    Ok(Some(ReceivedEvent {
+        room: room.clone(),
+        sender: UserId(sender.to_owned()),
+        age,
+        encrypted,
+        event,
+    }))
+}
+
+/// Reads every version as "1" and gives version 0 events (no `party_id`) the sender's user id as
+/// their party id. A `null` reason is an absent one.
+fn normalise(mut content: serde_json::Map<String, Value>, sender: &str) -> Value {
+    content.insert("version".into(), Value::String(VERSION.into()));
+    if content.get("party_id").is_none_or(Value::is_null) {
+        content.insert("party_id".into(), Value::String(sender.into()));
+    }
+    if content.get("reason").is_some_and(Value::is_null) {
+        content.remove("reason");
+    }
+    Value::Object(content)
+}
+
+fn parse_body(event_type: &str, content: Value) -> Result<CallEvent, String> {
+    let (call_id, party_id, body) = match event_type {
+        "m.call.invite" => {
+            let c: CallInviteEventContent = parse(content)?;
+            let offer = core_sdp(SdpKind::Offer, c.offer, &c.sdp_stream_metadata, "offer")?;
+            let body = CallEventBody::Invite {
+                offer,
+                lifetime: Duration::from_millis(c.lifetime.into()),
+                invitee: c.invitee.map(|u| UserId(u.to_string())),
+            };
+            (c.call_id, c.party_id, body)
+        }
+        "m.call.answer" => {
+            let c: CallAnswerEventContent = parse(content)?;
+            let answer = core_sdp(SdpKind::Answer, c.answer, &c.sdp_stream_metadata, "answer")?;
+            (c.call_id, c.party_id, CallEventBody::Answer { answer })
+        }
+        "m.call.candidates" => {
+            let c: CallCandidatesEventContent = parse(content)?;
+            let candidates = c
+                .candidates
+                .into_iter()
+                .map(core_candidate)
+                .collect::<Result<_, _>>()?;
+            (
+                c.call_id,
+                c.party_id,
+                CallEventBody::Candidates { candidates },
+            )
+        }
+        "m.call.select_answer" => {
+            let c: CallSelectAnswerEventContent = parse(content)?;
+            let body = CallEventBody::SelectAnswer {
+                selected_party_id: PartyId(c.selected_party_id.to_string()),
+            };
+            (c.call_id, Some(c.party_id), body)
+        }
+        "m.call.reject" => {
+            let c: CallRejectEventContent = parse(content)?;
+            (c.call_id, Some(c.party_id), CallEventBody::Reject)
+        }
+        "m.call.negotiate" => {
+            let c: CallNegotiateEventContent = parse(content)?;
+            let kind = match c.description.session_type.as_str() {
+                "offer" => SdpKind::Offer,
+                "answer" => SdpKind::Answer,
+                other => {
+                    return Err(format!(
+                        "description type {other:?} is neither \"offer\" nor \"answer\""
+                    ))
+                }
+            };
+            let description = core_sdp(kind, c.description, &c.sdp_stream_metadata, "description")?;
+            let body = CallEventBody::Negotiate {
+                description,
+                lifetime: Duration::from_millis(c.lifetime.into()),
+            };
+            (c.call_id, Some(c.party_id), body)
+        }
+        "m.call.hangup" => {
+            let c: CallHangupEventContent = parse(content)?;
+            let body = CallEventBody::Hangup {
+                reason: HangupReason::from_wire(Some(c.reason.as_str())),
+            };
+            (c.call_id, c.party_id, body)
+        }
+        _ => {
+            // m.call.sdp_stream_metadata_changed and its unstable alias.
+            let c: CallSdpStreamMetadataChangedEventContent = parse(content)?;
+            let body = CallEventBody::SdpStreamMetadataChanged {
+                streams: core_streams(&c.sdp_stream_metadata),
+            };
+            (c.call_id, Some(c.party_id), body)
+        }
+    };
+    // `normalise` put a party id in; ruma keeps it optional for the types version 0 had.
+    let party_id = party_id.ok_or("no party_id")?;
+    Ok(CallEvent {
+        call_id: CallId(call_id.to_string()),
+        party_id: PartyId(party_id.to_string()),
+        body,
+    })
+}
+
+/// Parses `content` with ruma, naming the field at fault (`offer.sdp: invalid type: ...`).
+fn parse<T: DeserializeOwned>(content: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(content).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}
+
+fn core_sdp(
+    kind: SdpKind,
+    description: WireDescription,
+    streams: &BTreeMap<String, StreamMetadata>,
+    field: &str,
+) -> Result<SessionDescription, String> {
+    // ruma reads a missing `sdp` as an empty one; neither can start a call.
+    if description.sdp.is_empty() {
+        return Err(format!("{field} has no sdp"));
+    }
+    Ok(SessionDescription {
+        kind,
+        sdp: description.sdp,
+        streams: core_streams(streams),
+    })
+}
+
+/// The streams whose purpose the core knows; a custom purpose is left out.
+fn core_streams(streams: &BTreeMap<String, StreamMetadata>) -> Vec<(String, StreamPurpose)> {
+    streams
+        .iter()
+        .filter_map(|(id, m)| {
+            let purpose = match m.purpose {
+                WirePurpose::UserMedia => StreamPurpose::UserMedia,
+                WirePurpose::ScreenShare => StreamPurpose::ScreenShare,
+                _ => return None,
+            };
+            Some((id.clone(), purpose))
+        })
+        .collect()
+}
+
+fn core_candidate(c: WireCandidate) -> Result<Candidate, String> {
+    let sdp_m_line_index = match c.sdp_m_line_index {
+        Some(i) => Some(
+            u16::try_from(u64::from(i))
+                .map_err(|_| format!("sdpMLineIndex {i} is out of range"))?,
+        ),
+        None => None,
+    };
+    Ok(Candidate {
+        candidate: c.candidate,
+        sdp_mid: c.sdp_mid,
+        sdp_m_line_index,
+    })
+}
+
+/// A message for the log, cut short: a peer's 60 KiB string has no business in it.
+fn clip(message: &str) -> String {
+    const MAX: usize = 300;
+    match message.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &message[..end]),
+        None => message.to_owned(),
+    }
+}
+
+fn voip_id(s: &str) -> OwnedVoipId {
+    OwnedVoipId::from(s)
+}
+
+fn millis(d: Duration) -> UInt {
+    u64::try_from(d.as_millis())
+        .ok()
+        .and_then(UInt::new)
+        .unwrap_or(UInt::MAX)
+}
+
+fn wire_sdp(d: &SessionDescription) -> WireDescription {
+    let kind = match d.kind {
+        SdpKind::Offer => "offer",
+        SdpKind::Answer => "answer",
+    };
+    WireDescription::new(kind.to_owned(), d.sdp.clone())
+}
+
+fn wire_streams(streams: &[(String, StreamPurpose)]) -> BTreeMap<String, StreamMetadata> {
+    streams
+        .iter()
+        .map(|(id, purpose)| {
+            let purpose = match purpose {
+                StreamPurpose::UserMedia => WirePurpose::UserMedia,
+                StreamPurpose::ScreenShare => WirePurpose::ScreenShare,
+            };
+            (id.clone(), StreamMetadata::new(purpose))
+        })
+        .collect()
+}
+
+fn wire_candidate(c: &Candidate) -> WireCandidate {
+    let mut w = WireCandidate::new(c.candidate.clone());
+    w.sdp_mid = c.sdp_mid.clone();
+    w.sdp_m_line_index = c.sdp_m_line_index.map(UInt::from);
+    w
+}
+
+fn to_json(content: &impl Serialize) -> Value {
+    // Plain structs with string keys: serialising them cannot fail.
+    serde_json::to_value(content).expect("call event content serialises")
+}
+
+/// True when `value`, written as JSON, would take more than `limit` bytes. Stops writing as soon
+/// as the limit is passed, so a 10 MB event costs no more than a 64 KiB one.
+fn exceeds(value: &Value, limit: usize) -> bool {
+    struct Budget(usize);
+    impl io::Write for Budget {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 = self
+                .0
+                .checked_sub(buf.len())
+                .ok_or_else(|| io::Error::other("over budget"))?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(Budget(limit), value).is_err()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn room() -> RoomId {
+        RoomId("!room:localhost".into())
+    }
+
+    fn read(fixture: &str, encrypted: bool) -> ReceivedEvent {
+        let raw: Value = serde_json::from_str(fixture).unwrap();
+        from_wire(&room(), &raw, encrypted)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("a call event")
+    }
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_str!(concat!("../../tests/fixtures/js-sdk-43/", $name))
+        };
+    }
+
+    /// (file, plain, decrypted) pairs: every fixture, each read both ways it was captured.
+    const PLAIN: &[(&str, &str)] = &[
+        ("m.call.invite", fixture!("m.call.invite.json")),
+        ("m.call.answer", fixture!("m.call.answer.json")),
+        ("m.call.candidates", fixture!("m.call.candidates.json")),
+        (
+            "m.call.candidates",
+            fixture!("m.call.candidates.end-of-candidates.json"),
+        ),
+        (
+            "m.call.candidates",
+            fixture!("m.call.candidates.turn-relay.json"),
+        ),
+        (
+            "m.call.select_answer",
+            fixture!("m.call.select_answer.json"),
+        ),
+        ("m.call.reject", fixture!("m.call.reject.json")),
+        ("m.call.negotiate", fixture!("m.call.negotiate.json")),
+        ("m.call.hangup", fixture!("m.call.hangup.json")),
+        (
+            "m.call.sdp_stream_metadata_changed",
+            fixture!("m.call.sdp_stream_metadata_changed.json"),
+        ),
+    ];
+    const DECRYPTED: &[(&str, &str)] = &[
+        (
+            "m.call.invite",
+            fixture!("e2e/decrypted/m.call.invite.json"),
+        ),
+        (
+            "m.call.answer",
+            fixture!("e2e/decrypted/m.call.answer.json"),
+        ),
+        (
+            "m.call.candidates",
+            fixture!("e2e/decrypted/m.call.candidates.json"),
+        ),
+        (
+            "m.call.select_answer",
+            fixture!("e2e/decrypted/m.call.select_answer.json"),
+        ),
+        (
+            "m.call.reject",
+            fixture!("e2e/decrypted/m.call.reject.json"),
+        ),
+        (
+            "m.call.negotiate",
+            fixture!("e2e/decrypted/m.call.negotiate.json"),
+        ),
+        (
+            "m.call.hangup",
+            fixture!("e2e/decrypted/m.call.hangup.json"),
+        ),
+        (
+            "m.call.sdp_stream_metadata_changed",
+            fixture!("e2e/decrypted/m.call.sdp_stream_metadata_changed.json"),
+        ),
+    ];
+
+    #[test]
+    fn every_fixture_parses_with_its_ids_and_sender() {
+        for (encrypted, set) in [(false, PLAIN), (true, DECRYPTED)] {
+            for (event_type, text) in set {
+                let raw: Value = serde_json::from_str(text).unwrap();
+                let e = read(text, encrypted);
+                assert_eq!(e.event.body.event_type(), *event_type);
+                assert_eq!(e.room, room());
+                assert_eq!(e.encrypted, encrypted);
+                assert_eq!(e.sender.0, raw["sender"].as_str().unwrap());
+                assert_eq!(
+                    e.event.call_id.0,
+                    raw["content"]["call_id"].as_str().unwrap()
+                );
+                assert_eq!(
+                    e.event.party_id.0,
+                    raw["content"]["party_id"].as_str().unwrap()
+                );
+                assert!(e.event.party_id.0.starts_with("PAGE"), "{e:?}");
+                assert_eq!(
+                    e.age,
+                    raw["unsigned"]["age"].as_u64().map(Duration::from_millis),
+                    "{event_type}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn invites_carry_offer_lifetime_invitee_and_streams() {
+        for (text, invitee, stream) in [
+            (
+                fixture!("m.call.invite.json"),
+                "@bobmwr79hnx:localhost",
+                "827d28af-ccd5-4c4d-9b4a-305eb759cd99",
+            ),
+            (
+                fixture!("e2e/decrypted/m.call.invite.json"),
+                "@bobmwr79yft:localhost",
+                "cfd70eb7-7b61-4007-b083-beb051e8a354",
+            ),
+        ] {
+            let CallEventBody::Invite {
+                offer,
+                lifetime,
+                invitee: got,
+            } = read(text, false).event.body
+            else {
+                panic!("not an invite");
+            };
+            assert_eq!(lifetime, Duration::from_millis(60000));
+            assert_eq!(got, Some(UserId(invitee.into())));
+            assert_eq!(offer.kind, SdpKind::Offer);
+            assert!(offer.sdp.starts_with("v=0\r\n"), "{}", &offer.sdp[..20]);
+            assert_eq!(
+                offer.streams,
+                vec![(stream.into(), StreamPurpose::UserMedia)]
+            );
+        }
+    }
+
+    #[test]
+    fn answers_and_negotiations_carry_their_descriptions() {
+        for text in [
+            fixture!("m.call.answer.json"),
+            fixture!("e2e/decrypted/m.call.answer.json"),
+        ] {
+            let CallEventBody::Answer { answer } = read(text, false).event.body else {
+                panic!("not an answer");
+            };
+            assert_eq!(answer.kind, SdpKind::Answer);
+            assert!(answer.sdp.starts_with("v=0\r\n"));
+            assert_eq!(answer.streams.len(), 1);
+            assert_eq!(read(text, false).event.party_id.0, "PAGEB");
+        }
+        for text in [
+            fixture!("m.call.negotiate.json"),
+            fixture!("e2e/decrypted/m.call.negotiate.json"),
+        ] {
+            let CallEventBody::Negotiate {
+                description,
+                lifetime,
+            } = read(text, false).event.body
+            else {
+                panic!("not a negotiate");
+            };
+            assert_eq!(description.kind, SdpKind::Offer);
+            assert!(description.sdp.starts_with("v=0\r\n"));
+            assert_eq!(lifetime, Duration::from_millis(60000));
+            assert_eq!(description.streams[0].1, StreamPurpose::UserMedia);
+        }
+    }
+
+    fn candidates(text: &str) -> Vec<Candidate> {
+        match read(text, false).event.body {
+            CallEventBody::Candidates { candidates } => candidates,
+            other => panic!("not candidates: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn candidates_keep_the_empty_end_marker() {
+        let one = candidates(fixture!("m.call.candidates.json"));
+        assert_eq!(one.len(), 1);
+        assert!(one[0].candidate.contains("typ host"));
+        assert_eq!(one[0].sdp_mid.as_deref(), Some("0"));
+        assert_eq!(one[0].sdp_m_line_index, Some(0));
+
+        let ended = candidates(fixture!("m.call.candidates.end-of-candidates.json"));
+        assert_eq!(ended.len(), 2);
+        assert_eq!(
+            ended[1],
+            Candidate {
+                candidate: String::new(),
+                sdp_mid: None,
+                sdp_m_line_index: None
+            }
+        );
+
+        let relay = candidates(fixture!("m.call.candidates.turn-relay.json"));
+        assert_eq!(relay.len(), 2);
+        assert!(relay.iter().all(|c| c.candidate.contains("typ relay")));
+
+        let e2e = candidates(fixture!("e2e/decrypted/m.call.candidates.json"));
+        assert_eq!(e2e.len(), 3);
+        assert!(e2e[2].candidate.is_empty());
+    }
+
+    #[test]
+    fn hangups_rejects_selections_and_stream_changes() {
+        for text in [
+            fixture!("m.call.hangup.json"),
+            fixture!("e2e/decrypted/m.call.hangup.json"),
+        ] {
+            assert_eq!(
+                read(text, false).event.body,
+                CallEventBody::Hangup {
+                    reason: HangupReason::UserHangup
+                }
+            );
+        }
+        for text in [
+            fixture!("m.call.reject.json"),
+            fixture!("e2e/decrypted/m.call.reject.json"),
+        ] {
+            let e = read(text, false);
+            assert_eq!(e.event.body, CallEventBody::Reject);
+            assert_eq!(e.event.party_id.0, "PAGEB");
+        }
+        for text in [
+            fixture!("m.call.select_answer.json"),
+            fixture!("e2e/decrypted/m.call.select_answer.json"),
+        ] {
+            assert_eq!(
+                read(text, false).event.body,
+                CallEventBody::SelectAnswer {
+                    selected_party_id: PartyId("PAGEB".into())
+                }
+            );
+        }
+        assert_eq!(
+            read(fixture!("m.call.sdp_stream_metadata_changed.json"), false)
+                .event
+                .body,
+            CallEventBody::SdpStreamMetadataChanged {
+                streams: vec![(
+                    "d35208bf-1f1a-4b4b-868b-1d7d8e4d3672".into(),
+                    StreamPurpose::UserMedia
+                )]
+            }
+        );
+    }
+
+    #[test]
+    fn undecryptable_and_other_events_are_not_call_events() {
+        let encrypted: Value =
+            serde_json::from_str(fixture!("e2e/m.room.encrypted.call.json")).unwrap();
+        assert_eq!(encrypted["type"], "m.room.encrypted");
+        assert!(encrypted["content"]["ciphertext"].is_string());
+        assert_eq!(from_wire(&room(), &encrypted, true), Ok(None));
+        let message =
+            json!({"type": "m.room.message", "sender": "@a:b", "content": {"body": "hi"}});
+        assert_eq!(from_wire(&room(), &message, false), Ok(None));
+        assert_eq!(from_wire(&room(), &json!({}), false), Ok(None));
+        assert_eq!(from_wire(&room(), &json!("not an event"), false), Ok(None));
+    }
+
+    fn event(body: CallEventBody) -> CallEvent {
+        CallEvent {
+            call_id: CallId("c1".into()),
+            party_id: PartyId("DOORDEVICE".into()),
+            body,
+        }
+    }
+
+    fn sdp(kind: SdpKind) -> SessionDescription {
+        SessionDescription {
+            kind,
+            sdp: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n".into(),
+            streams: vec![
+                ("cam".into(), StreamPurpose::UserMedia),
+                ("screen".into(), StreamPurpose::ScreenShare),
+            ],
+        }
+    }
+
+    fn every_body() -> Vec<CallEventBody> {
+        vec![
+            CallEventBody::Invite {
+                offer: sdp(SdpKind::Offer),
+                lifetime: Duration::from_secs(45),
+                invitee: None,
+            },
+            CallEventBody::Invite {
+                offer: sdp(SdpKind::Offer),
+                lifetime: Duration::from_millis(60000),
+                invitee: Some(UserId("@bob:localhost".into())),
+            },
+            CallEventBody::Answer {
+                answer: sdp(SdpKind::Answer),
+            },
+            CallEventBody::Candidates {
+                candidates: vec![
+                    Candidate {
+                        candidate: "candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host".into(),
+                        sdp_mid: Some("0".into()),
+                        sdp_m_line_index: Some(0),
+                    },
+                    Candidate {
+                        candidate: String::new(),
+                        sdp_mid: None,
+                        sdp_m_line_index: None,
+                    },
+                ],
+            },
+            CallEventBody::SelectAnswer {
+                selected_party_id: PartyId("PAGEB".into()),
+            },
+            CallEventBody::Reject,
+            CallEventBody::Negotiate {
+                description: sdp(SdpKind::Answer),
+                lifetime: Duration::from_secs(30),
+            },
+            CallEventBody::Hangup {
+                reason: HangupReason::InviteTimeout,
+            },
+            CallEventBody::Hangup {
+                reason: HangupReason::Other("io.example.custom".into()),
+            },
+            CallEventBody::SdpStreamMetadataChanged {
+                streams: vec![("cam".into(), StreamPurpose::UserMedia)],
+            },
+        ]
+    }
+
+    #[test]
+    fn every_body_survives_a_round_trip() {
+        for body in every_body() {
+            let sent = event(body);
+            let (event_type, content) = to_wire(&sent);
+            assert_eq!(event_type, sent.body.event_type());
+            assert_eq!(content["version"], "1", "{content}");
+            assert_eq!(content["party_id"], "DOORDEVICE");
+            assert_eq!(content["call_id"], "c1");
+            let raw = json!({
+                "type": event_type, "sender": "@door:localhost", "content": content,
+                "unsigned": {"age": 1234},
+            });
+            let got = from_wire(&room(), &raw, false).unwrap().unwrap();
+            assert_eq!(got.event, sent);
+            assert_eq!(got.age, Some(Duration::from_millis(1234)));
+        }
+    }
+
+    #[test]
+    fn sent_content_is_what_the_spec_says() {
+        let (_, invite) = to_wire(&event(every_body().remove(0)));
+        assert_eq!(invite["lifetime"], 45000);
+        assert_eq!(invite["offer"]["type"], "offer");
+        assert!(invite.get("invitee").is_none(), "{invite}");
+        assert_eq!(
+            invite["sdp_stream_metadata"],
+            json!({"cam": {"purpose": "m.usermedia"}, "screen": {"purpose": "m.screenshare"}})
+        );
+        let (_, invite) = to_wire(&event(every_body().remove(1)));
+        assert_eq!(invite["invitee"], "@bob:localhost");
+        let (_, candidates) = to_wire(&event(every_body().remove(3)));
+        assert_eq!(
+            candidates["candidates"],
+            json!([
+                {"candidate": "candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host",
+                 "sdpMid": "0", "sdpMLineIndex": 0},
+                {"candidate": ""}
+            ])
+        );
+        let (_, hangup) = to_wire(&event(CallEventBody::Hangup {
+            reason: HangupReason::UserHangup,
+        }));
+        assert_eq!(hangup["reason"], "user_hangup");
+    }
+
+    fn raw(event_type: &str, content: Value) -> Value {
+        json!({"type": event_type, "sender": "@mallory:localhost", "content": content})
+    }
+
+    #[test]
+    fn old_and_future_peers_are_understood() {
+        // Version 0: no party_id (the sender stands in), no reason (user_hangup), version 0.
+        let v0 = raw("m.call.hangup", json!({"call_id": "c", "version": 0}));
+        let e = from_wire(&room(), &v0, false).unwrap().unwrap();
+        assert_eq!(e.event.party_id.0, "@mallory:localhost");
+        assert_eq!(
+            e.event.body,
+            CallEventBody::Hangup {
+                reason: HangupReason::UserHangup
+            }
+        );
+        let v0_invite = raw(
+            "m.call.invite",
+            json!({"call_id": "c", "version": 0, "lifetime": 30000,
+                   "offer": {"type": "offer", "sdp": "v=0\r\n"}}),
+        );
+        assert!(from_wire(&room(), &v0_invite, false).unwrap().is_some());
+        // An unknown version, and one written as a number, are read as "1".
+        for version in [json!("2"), json!("org.example.v3"), json!(1)] {
+            let e = raw(
+                "m.call.reject",
+                json!({"call_id": "c", "party_id": "P", "version": version}),
+            );
+            assert_eq!(
+                from_wire(&room(), &e, false).unwrap().unwrap().event.body,
+                CallEventBody::Reject
+            );
+        }
+        let unknown_reason = raw(
+            "m.call.hangup",
+            json!({"call_id": "c", "party_id": "P", "version": "1", "reason": "cosmic_rays"}),
+        );
+        assert_eq!(
+            from_wire(&room(), &unknown_reason, false)
+                .unwrap()
+                .unwrap()
+                .event
+                .body,
+            CallEventBody::Hangup {
+                reason: HangupReason::Other("cosmic_rays".into())
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_call_events_are_errors_naming_type_sender_and_problem() {
+        let offer = json!({"type": "offer", "sdp": "v=0\r\n"});
+        let cases = [
+            (
+                raw(
+                    "m.call.invite",
+                    json!({"party_id": "P", "version": "1", "lifetime": 1, "offer": offer}),
+                ),
+                "call_id",
+            ),
+            (
+                raw(
+                    "m.call.invite",
+                    json!({"call_id": "c", "party_id": "P", "version": "1", "lifetime": 1,
+                           "offer": {"type": "offer", "sdp": 42}}),
+                ),
+                "invalid type",
+            ),
+            (
+                raw(
+                    "m.call.invite",
+                    json!({"call_id": "c", "party_id": "P", "version": "1", "lifetime": 1,
+                           "offer": {"type": "offer"}}),
+                ),
+                "no sdp",
+            ),
+            (
+                raw(
+                    "m.call.invite",
+                    json!({"call_id": "c", "party_id": "P", "version": "1", "lifetime": -5,
+                           "offer": offer}),
+                ),
+                "lifetime",
+            ),
+            (
+                raw(
+                    "m.call.candidates",
+                    json!({"call_id": "c", "party_id": "P", "version": "1", "candidates": "x"}),
+                ),
+                "invalid type",
+            ),
+            (
+                raw(
+                    "m.call.candidates",
+                    json!({"call_id": "c", "party_id": "P", "version": "1",
+                           "candidates": [{"candidate": "", "sdpMLineIndex": 70000}]}),
+                ),
+                "out of range",
+            ),
+            (
+                raw(
+                    "m.call.negotiate",
+                    json!({"call_id": "c", "party_id": "P", "version": "1", "lifetime": 1,
+                           "description": {"type": "pranswer", "sdp": "v=0"}}),
+                ),
+                "pranswer",
+            ),
+            (
+                raw(
+                    "m.call.select_answer",
+                    json!({"call_id": "c", "party_id": "P", "version": "1"}),
+                ),
+                "selected_party_id",
+            ),
+            (
+                raw(
+                    "m.call.hangup",
+                    json!({"call_id": "", "party_id": "P", "version": "1"}),
+                ),
+                "empty call_id",
+            ),
+            (raw("m.call.hangup", json!("a string")), "not an object"),
+            (
+                json!({"type": "m.call.hangup", "sender": "@mallory:localhost"}),
+                "no content",
+            ),
+        ];
+        for (event, problem) in cases {
+            let e = from_wire(&room(), &event, false).unwrap_err();
+            assert!(e.contains(event["type"].as_str().unwrap()), "{e}");
+            assert!(e.contains("@mallory:localhost"), "{e}");
+            assert!(e.contains(problem), "{problem:?} not in {e:?}");
+        }
+        let anonymous = json!({"type": "m.call.hangup", "content": {}});
+        assert!(from_wire(&room(), &anonymous, false)
+            .unwrap_err()
+            .contains("without a sender"));
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_not_parsed() {
+        let huge_sdp = format!("v=0\r\n{}", "a=x\r\n".repeat(2_000_000));
+        let invite = raw(
+            "m.call.invite",
+            json!({"call_id": "c", "party_id": "P", "version": "1", "lifetime": 1,
+                   "offer": {"type": "offer", "sdp": huge_sdp}}),
+        );
+        let e = from_wire(&room(), &invite, false).unwrap_err();
+        assert!(e.contains("larger than a Matrix event"), "{e}");
+        // Just under the size limit, a wrong type quotes the peer's string: cut short.
+        let long = raw(
+            "m.call.candidates",
+            json!({"call_id": "c", "party_id": "P", "version": "1", "candidates": "x".repeat(60_000)}),
+        );
+        let e = from_wire(&room(), &long, false).unwrap_err();
+        assert!(e.len() < 1000, "{} bytes", e.len());
+        let many = vec![json!({"candidate": "candidate:1 1 udp 1 127.0.0.1 1 typ host"}); 100_000];
+        let candidates = raw(
+            "m.call.candidates",
+            json!({"call_id": "c", "party_id": "P", "version": "1", "candidates": many}),
+        );
+        assert!(from_wire(&room(), &candidates, false).is_err());
+        let deep_lifetime = raw(
+            "m.call.invite",
+            json!({"call_id": "c", "party_id": "P", "version": "1",
+                   "lifetime": 18446744073709551615u64, "offer": {"type": "offer", "sdp": "v=0"}}),
+        );
+        assert!(from_wire(&room(), &deep_lifetime, false).is_err());
+    }
+}
