@@ -7,16 +7,19 @@
 //! `WATCHDOG=1` from this loop itself (so a wedged loop is restarted), `STOPPING=1` on SIGTERM,
 //! after any call was hung up.
 
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::call::{self, Core, Input, Output};
+use crate::call::{self, Core, Input, Output, RtcCommand};
 use crate::config::{self, Config};
 use crate::control::{self, Command};
 use crate::error::Error;
+use crate::matrix::{self, Matrix, MatrixEvent};
+use crate::rtc::{IceServer, Rtc, RtcSettings};
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), Error> {
@@ -72,14 +75,6 @@ fn notify(state: &[NotifyState]) {
 }
 
 async fn drive(config: Config) -> Result<(), Error> {
-    let identity = call::Identity {
-        user: call::UserId(config.matrix.user.0.clone()),
-        // Until the Matrix adapter restores the session, the device id is not known.
-        party: call::PartyId(config.matrix.device_name.clone()),
-    };
-    let mut core = Core::new(policy(&config), identity, call_seed());
-    let mut status = String::from("Idle");
-
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| Error::io("cannot watch SIGTERM", None, e))?;
     let mut interrupt =
@@ -88,6 +83,28 @@ async fn drive(config: Config) -> Result<(), Error> {
     let listener = control::bind(&config.control.socket)?;
     let (requests_tx, mut requests) = mpsc::channel(8);
     tokio::spawn(control::serve(listener, requests_tx));
+
+    // The session must be there (`intercom login`); the homeserver need not answer yet: the
+    // sync loop keeps trying, and the door rings as soon as it can.
+    let matrix = Arc::new(matrix::connect(&config.matrix).await?);
+    let identity = matrix.identity();
+    let mut policy = policy(&config);
+    policy.rooms = matrix.rooms();
+    let mut core = Core::new(policy, identity.clone(), call_seed());
+    let mut status = Status::default();
+
+    let (matrix_tx, mut matrix_events) = mpsc::channel(64);
+    matrix.spawn_sync(matrix_tx);
+
+    let (rtc_tx, mut rtc_events) = mpsc::unbounded_channel();
+    let mut rtc = Rtc::new(RtcSettings::from_config(&config), rtc_tx);
+    let (turn_tx, mut turn_updates) = mpsc::channel(1);
+    match &config.turn {
+        Some(turn) => rtc.set_ice_servers(vec![configured_turn(turn)?]),
+        None => {
+            tokio::spawn(refresh_turn(Arc::downgrade(&matrix), turn_tx));
+        }
+    }
 
     let (press_tx, mut presses) = mpsc::channel(8);
     if let Some(button) = config.button.clone() {
@@ -103,16 +120,18 @@ async fn drive(config: Config) -> Result<(), Error> {
     watchdog_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     log::info!(
-        "intercom {} ready: {} room(s) to ring, control socket {}",
+        "intercom {} ready as {} (device {}): {} room(s) to ring, control socket {}",
         env!("CARGO_PKG_VERSION"),
+        identity.user.0,
+        identity.party.0,
         config.matrix.rooms.len(),
         config.control.socket.display()
     );
-    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    notify(&[NotifyState::Ready, NotifyState::Status(&status.line())]);
 
     loop {
         while let Some(output) = core.poll_output() {
-            dispatch(output, &mut status);
+            dispatch(output, &matrix, &mut rtc, &mut status);
         }
         let deadline = core.poll_timeout();
         let sleep = async {
@@ -126,6 +145,20 @@ async fn drive(config: Config) -> Result<(), Error> {
             _ = interrupt.recv() => break,
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify(&[NotifyState::Watchdog]),
             () = sleep => core.handle_timeout(Instant::now()),
+            Some(event) = matrix_events.recv() => match event {
+                MatrixEvent::Batch(events) => {
+                    core.handle_input(Instant::now(), Input::SyncBatch(events));
+                }
+                MatrixEvent::MemberLeft { room, user } => {
+                    core.handle_input(Instant::now(), Input::MemberLeft { room, user });
+                }
+                MatrixEvent::Online => status.set_online(None),
+                MatrixEvent::Offline(why) => status.set_online(Some(why)),
+            },
+            Some((call, event)) = rtc_events.recv() => {
+                core.handle_input(Instant::now(), Input::Rtc { call, event });
+            }
+            Some(servers) = turn_updates.recv() => rtc.set_ice_servers(servers),
             Some(()) = presses.recv() => {
                 log::info!("button pressed");
                 core.handle_input(Instant::now(), Input::ButtonPressed);
@@ -137,40 +170,165 @@ async fn drive(config: Config) -> Result<(), Error> {
                         core.handle_input(Instant::now(), Input::ButtonPressed);
                         "ok pressed".to_owned()
                     }
-                    Command::Status => format!("ok {status}"),
+                    Command::Status => format!("ok {}", status.line()),
                 };
                 let _ = req.reply.send(answer);
             }
+        }
+        if status.changed() {
+            notify(&[NotifyState::Status(&status.line())]);
         }
     }
 
     log::info!("stopping");
     core.handle_input(Instant::now(), Input::Shutdown);
     while let Some(output) = core.poll_output() {
-        dispatch(output, &mut status);
+        dispatch(output, &matrix, &mut rtc, &mut status);
     }
     notify(&[NotifyState::Stopping, NotifyState::Status("Stopping")]);
+    drop(rtc);
+    // The hangup must reach the homeserver before the process ends.
+    match Arc::try_unwrap(matrix) {
+        Ok(matrix) => matrix.close(Duration::from_secs(5)).await,
+        Err(_) => log::warn!("could not flush the Matrix send queues: a TURN request is under way"),
+    }
     let _ = std::fs::remove_file(&config.control.socket);
     Ok(())
 }
 
-/// Carries one output of the core to where it goes.
-fn dispatch(output: Output, status: &mut String) {
+/// The status line systemd shows: the core's, and whether the homeserver is reachable.
+#[derive(Default)]
+struct Status {
+    core: String,
+    offline: Option<String>,
+    shown: String,
+}
+
+impl Status {
+    fn line(&self) -> String {
+        let core = if self.core.is_empty() {
+            "Idle"
+        } else {
+            &self.core
+        };
+        match &self.offline {
+            Some(why) => format!("{core} (homeserver unreachable: {why})"),
+            None => core.to_owned(),
+        }
+    }
+
+    fn set_online(&mut self, offline: Option<String>) {
+        match &offline {
+            Some(why) => log::warn!("homeserver unreachable: {why}; retrying"),
+            None if self.offline.is_some() => log::info!("homeserver reachable again"),
+            None => {}
+        }
+        self.offline = offline;
+    }
+
+    /// Whether the line changed since it was last asked.
+    fn changed(&mut self) -> bool {
+        let line = self.line();
+        if line == self.shown {
+            return false;
+        }
+        self.shown = line;
+        true
+    }
+}
+
+/// Carries one output of the core to the adapter it is for.
+fn dispatch(output: Output, matrix: &Matrix, rtc: &mut Rtc, status: &mut Status) {
     match output {
         Output::Status(s) => {
             log::info!("status: {s}");
-            notify(&[NotifyState::Status(&s)]);
-            *status = s;
+            status.core = s;
         }
         Output::CallEnded { call, reason } => {
             log::info!(call_id = call.0.as_str(); "call ended: {reason:?}");
         }
         Output::Send { room, event } => {
-            log::debug!(call_id = event.call_id.0.as_str(), room = room.0.as_str(); "to send: {:?}", event.body);
+            log::debug!(call_id = event.call_id.0.as_str(), room = room.0.as_str();
+                "sending {}", event.body.event_type());
+            matrix.send(room, event);
         }
         Output::Rtc { call, command } => {
-            log::debug!(call_id = call.0.as_str(); "WebRTC: {command:?}");
+            if command == RtcCommand::Close {
+                if let Some(stats) = rtc.stats(&call) {
+                    log::info!(call_id = call.0.as_str();
+                        "call media: {} video frames sent, {} audio packets sent, {} received; remote audio: {} samples, rms={:.4}",
+                        stats.video_frames_sent, stats.audio_packets_sent, stats.audio_packets_received,
+                        stats.remote_audio.samples, stats.remote_audio.rms);
+                }
+            }
+            rtc.command(&call, command);
         }
         Output::Device(command) => log::debug!("device: {command:?}"),
+    }
+}
+
+/// The `[turn]` section as an ICE server; its credential is read from its file.
+fn configured_turn(turn: &config::TurnConfig) -> Result<IceServer, Error> {
+    let credential = match &turn.credential_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    Error::io(
+                        "cannot read the TURN credential file",
+                        Some(path.clone()),
+                        e,
+                    )
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    Ok(IceServer {
+        urls: turn.uris.clone(),
+        username: turn.username.clone(),
+        credential,
+    })
+}
+
+/// Keeps the homeserver's TURN credentials fresh: fetched at start, refreshed before their
+/// lifetime runs out, retried after failures (429 included) without end.
+async fn refresh_turn(matrix: Weak<Matrix>, updates: mpsc::Sender<Vec<IceServer>>) {
+    loop {
+        // Held only while asking, so that shutdown can take the adapter back to flush it.
+        let Some(strong) = matrix.upgrade() else {
+            return;
+        };
+        let answer = strong.turn_servers().await;
+        drop(strong);
+        let wait = match answer {
+            Ok(Some(turn)) => {
+                log::info!(
+                    "TURN from the homeserver: {:?}, valid for {}s",
+                    turn.uris,
+                    turn.ttl.as_secs()
+                );
+                let server = IceServer {
+                    urls: turn.uris,
+                    username: Some(turn.username),
+                    credential: Some(turn.password),
+                };
+                if updates.send(vec![server]).await.is_err() {
+                    return;
+                }
+                (turn.ttl * 4 / 5).max(Duration::from_secs(60))
+            }
+            Ok(None) => {
+                log::info!(
+                    "the homeserver offers no TURN server: calls use direct connections only"
+                );
+                Duration::from_secs(3600)
+            }
+            Err(e) => {
+                log::warn!("cannot fetch TURN credentials: {e}; retrying in a minute");
+                Duration::from_secs(60)
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
 }

@@ -100,9 +100,17 @@ impl Log for Stderr {
     fn flush(&self) {}
 }
 
+/// Dependencies speak at `warn` unless the filter names them: their `info` is mostly tracing
+/// spans turned into records (one per request, per JSON path of a push rule...), which tell a
+/// reader of the journal nothing. Span enter/exit records are never wanted.
+const QUIET_DEPENDENCIES: &str = "matrix_sdk=warn,matrix_sdk_base=warn,matrix_sdk_crypto=warn,\
+matrix_sdk_sqlite=warn,matrix_sdk_common=warn,ruma=warn,ruma_common=warn,ruma_events=warn,\
+webrtc=warn,rtc=warn,rtc_ice=warn,rtc_dtls=warn,rtc_srtp=warn,rtc_sctp=warn,tracing::span=off";
+
 /// Sets up logging for the process: `RUST_LOG` wins over the configured `filter`.
 pub fn init(filter: &str) -> Result<(), String> {
     let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_owned());
+    let spec = format!("{QUIET_DEPENDENCIES},{spec}");
     if systemd_journal_logger::connected_to_journal() {
         let journal = systemd_journal_logger::JournalLog::new()
             .map_err(|e| format!("cannot open the journal socket: {e}"))?

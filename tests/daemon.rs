@@ -1,44 +1,22 @@
 //! The daemon as systemd runs it: sd_notify readiness, status, watchdog and stopping, the
-//! control socket, and the exit codes — through the real binary and a real notify socket.
+//! control socket, and the exit codes — through the real binary, a real notify socket and a real
+//! homeserver. The other end of the calls here is a plain HTTP client sending the events
+//! matrix-js-sdk sends (from tests/fixtures), so every Matrix rule is seen on the wire.
 
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod harness;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Daemon {
-    child: Child,
-    notify: UnixDatagram,
-    messages: Vec<String>,
-}
+use harness::client::Client;
+use harness::door::{DoorHome, DoorSettings};
+use harness::netns::isolated;
+use harness::synapse::Synapse;
+use serde_json::{json, Value};
 
-fn write_config(dir: &Path) -> PathBuf {
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[matrix]
-homeserver = "http://127.0.0.1:1"
-user = "@door:localhost"
-rooms = ["!hall:localhost"]
-state_dir = {state:?}
-[camera]
-device = "test-pattern"
-[audio]
-capture = "test-tone"
-playback = "null"
-[control]
-socket = {socket:?}
-"#,
-            state = dir,
-            socket = dir.join("control.sock"),
-        ),
-    )
-    .unwrap();
-    config
-}
+const WAIT: Duration = Duration::from_secs(30);
 
-fn intercom(args: &[&str], config: &Path) -> Output {
+fn intercom(args: &[&str], config: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_intercom"))
         .args(args)
         .arg("--config")
@@ -47,124 +25,167 @@ fn intercom(args: &[&str], config: &Path) -> Output {
         .unwrap()
 }
 
-impl Daemon {
-    fn start(dir: &Path, config: &Path) -> Daemon {
-        let socket = dir.join("notify.sock");
-        let _ = std::fs::remove_file(&socket);
-        let notify = UnixDatagram::bind(&socket).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_intercom"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("NOTIFY_SOCKET", &socket)
-            .env("WATCHDOG_USEC", "200000")
-            .env_remove("WATCHDOG_PID")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        Daemon {
-            child,
-            notify,
-            messages: Vec::new(),
-        }
-    }
-
-    /// Waits for a notify message containing `line` (as one of its lines).
-    fn expect(&mut self, line: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut buf = [0u8; 4096];
-        loop {
-            if self.messages.iter().any(|m| m.lines().any(|l| l == line)) {
-                return;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no {line:?} from the daemon; got {:?}",
-                self.messages
-            );
-            self.notify.set_read_timeout(Some(left)).unwrap();
-            if let Ok(n) = self.notify.recv(&mut buf) {
-                self.messages
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-        }
-    }
-
-    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        self.expect("STOPPING=1");
-        (
-            self.child.wait().unwrap(),
-            std::mem::take(&mut self.messages),
-        )
-    }
+/// Synapse, alice (a plain client), and the door's home with alice's room.
+fn setup(incoming: &'static str) -> (Synapse, Client, DoorHome, String) {
+    let synapse = Synapse::start(None);
+    let door = synapse.register("door");
+    let alice_user = synapse.register("alice");
+    let alice = Client::login(&synapse, &alice_user);
+    let room = alice.create_room(&[&door.user_id], false);
+    let settings = DoorSettings {
+        rooms: vec![room.clone()],
+        allow: vec![alice_user.user_id.clone()],
+        incoming,
+        ..DoorSettings::default()
+    };
+    let home = DoorHome::new(&synapse, door, &settings);
+    (synapse, alice, home, room)
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits until `room` holds an event for which `matches` holds; returns it.
+fn wait_event(client: &Client, room: &str, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    harness::poll(what, WAIT, || {
+        client.messages(room).into_iter().find(|e| matches(e))
+    })
+}
+
+fn fixture(name: &str) -> Value {
+    let path = harness::root().join("tests/fixtures/js-sdk-43").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]
-fn ready_watchdog_ring_status_and_clean_stop() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
-    let mut daemon = Daemon::start(dir.path(), &config);
-    daemon.expect("READY=1");
-    daemon.expect("STATUS=Idle");
-    daemon.expect("WATCHDOG=1");
+fn ready_watchdog_ring_answer_select_and_clean_stop() {
+    if isolated("ready_watchdog_ring_answer_select_and_clean_stop") {
+        return;
+    }
+    let (_synapse, alice, home, room) = setup("auto-answer");
+    let mut door = home.start();
+    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    door.wait_notify("a watchdog ping", WAIT, |l| l == "WATCHDOG=1");
+    door.clear_notes();
+    harness::poll("the door to join alice's room", WAIT, || {
+        alice
+            .joined_members(&room)
+            .contains(&home.user.user_id)
+            .then_some(())
+    });
 
-    let out = intercom(&["ring"], &config);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok pressed");
-    daemon.expect("STATUS=Calling 1 room(s)");
+    let mut seen = std::collections::HashSet::new();
+    for round in 0..2 {
+        let pressed = Instant::now();
+        door.ring();
+        door.wait_notify("calling", WAIT, |l| l == "STATUS=Calling 1 room(s)");
+        let invite = wait_event(&alice, &room, "the door's invite", |e| {
+            e["type"] == "m.call.invite"
+                && e["sender"] == home.user.user_id.as_str()
+                && !seen.contains(e["content"]["call_id"].as_str().unwrap_or(""))
+        });
+        println!(
+            "round {round}: invite in the room {:?} after the press",
+            pressed.elapsed()
+        );
+        let c = &invite["content"];
+        assert_eq!(c["version"], "1");
+        assert!(c["lifetime"].as_u64().unwrap() >= 90_000);
+        assert!(c["party_id"].as_str().is_some_and(|p| !p.is_empty()));
+        assert!(c["offer"]["sdp"].as_str().unwrap().contains("m=video"));
+        let call_id = c["call_id"].as_str().unwrap().to_owned();
+        seen.insert(call_id.clone());
 
-    let (status, messages) = daemon.terminate();
-    assert!(status.success(), "exit {status:?}");
-    // The call was hung up before the daemon said it was stopping.
-    let idle_again = messages
-        .iter()
-        .rposition(|m| m.contains("STATUS=Idle"))
-        .unwrap();
-    let stopping = messages
-        .iter()
-        .position(|m| m.contains("STOPPING=1"))
-        .unwrap();
-    assert!(idle_again < stopping, "{messages:?}");
-    assert!(
-        !dir.path().join("control.sock").exists(),
-        "the socket is removed"
-    );
+        // Alice answers with js-sdk's answer (its SDP is a real browser's).
+        let mut answer = fixture("m.call.answer.json")["content"].clone();
+        answer["call_id"] = json!(call_id);
+        alice.send(&room, "m.call.answer", &answer);
+        let select = wait_event(&alice, &room, "select_answer", |e| {
+            e["type"] == "m.call.select_answer" && e["content"]["call_id"] == call_id.as_str()
+        });
+        assert_eq!(select["content"]["selected_party_id"], answer["party_id"]);
+
+        let mut hangup = fixture("m.call.hangup.json")["content"].clone();
+        hangup["call_id"] = json!(call_id);
+        hangup["party_id"] = answer["party_id"].clone(); // the answerer hangs up
+        alice.send(&room, "m.call.hangup", &hangup);
+        door.wait_log("call ended", WAIT);
+        door.wait_notify("idle again", WAIT, |l| l == "STATUS=Idle");
+        door.clear_notes();
+        // Presses closer together than 1.5 s are one press (a mashed button): let that pass.
+        std::thread::sleep(Duration::from_millis(1600));
+    }
+    assert!(door.stop(), "SIGTERM ends the daemon with exit 0");
+}
+
+#[test]
+fn stopping_mid_call_hangs_up_first() {
+    if isolated("stopping_mid_call_hangs_up_first") {
+        return;
+    }
+    let (_synapse, alice, home, room) = setup("auto-answer");
+    let mut door = home.start();
+    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    harness::poll("the door to join", WAIT, || {
+        alice
+            .joined_members(&room)
+            .contains(&home.user.user_id)
+            .then_some(())
+    });
+    door.ring();
+    let invite = wait_event(&alice, &room, "the invite", |e| {
+        e["type"] == "m.call.invite"
+    });
+    let call_id = invite["content"]["call_id"].as_str().unwrap().to_owned();
+    assert!(door.stop());
+    let hangup = wait_event(&alice, &room, "the door's hangup", |e| {
+        e["type"] == "m.call.hangup" && e["content"]["call_id"] == call_id.as_str()
+    });
+    assert_eq!(hangup["content"]["reason"], "user_hangup");
 }
 
 #[test]
 fn a_second_daemon_on_the_same_socket_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
-    let mut first = Daemon::start(dir.path(), &config);
-    first.expect("READY=1");
-    let second = intercom(&["run"], &config);
+    if isolated("a_second_daemon_on_the_same_socket_is_refused") {
+        return;
+    }
+    let (_synapse, _alice, home, _room) = setup("ring");
+    let mut first = home.start();
+    first.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    let second = intercom(&["run"], &home.config);
     assert_eq!(second.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&second.stderr).contains("another intercom daemon"));
-    let (status, _) = first.terminate();
-    assert!(status.success());
+    assert!(first.stop());
+}
+
+#[test]
+fn run_without_a_session_says_to_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[matrix]\nhomeserver = \"http://127.0.0.1:1\"\nuser = \"@door:localhost\"\nrooms = [\"!r\"]\nstate_dir = {:?}\n[control]\nsocket = {:?}\n",
+            dir.path(),
+            dir.path().join("control.sock")
+        ),
+    )
+    .unwrap();
+    let out = intercom(&["run"], &config);
+    assert_eq!(out.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("intercom login"), "{stderr}");
 }
 
 #[test]
 fn ring_without_a_daemon_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[matrix]\nhomeserver = \"http://127.0.0.1:1\"\nuser = \"@door:localhost\"\nrooms = [\"!r\"]\n[control]\nsocket = {:?}\n",
+            dir.path().join("control.sock")
+        ),
+    )
+    .unwrap();
     let out = intercom(&["ring"], &config);
     assert_eq!(out.status.code(), Some(69));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -15,7 +15,9 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod client;
 pub mod coturn;
+pub mod door;
 pub mod netns;
 pub mod synapse;
 

@@ -1,0 +1,243 @@
+//! The vertical slice: the door daemon, with its synthetic camera and microphone, calls
+//! matrix-js-sdk (Element's engine) in headless Chromium through real Synapse, and is called by
+//! it — plain and encrypted rooms, auto-answer, ring mode, strangers.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::browser::Browser;
+use harness::door::{Door, DoorHome, DoorSettings};
+use harness::netns::isolated;
+use harness::synapse::Synapse;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Synapse, the door's account, and alice in her browser, in a room with the door.
+struct World {
+    synapse: Synapse,
+    alice: Browser,
+    home: DoorHome,
+    room: String,
+}
+
+fn world(encrypted: bool, incoming: &'static str, max_length: &'static str) -> World {
+    let synapse = Synapse::start(None);
+    let door_user = synapse.register("door");
+    let alice_user = synapse.register("alice");
+    let mut alice = Browser::start("alice", false);
+    alice.call(
+        json!({"cmd": "login", "homeserver": synapse.url(), "user": alice_user.localpart,
+                      "password": alice_user.password, "encryption": encrypted}),
+    );
+    let room = alice
+        .call(json!({"cmd": "create_room", "invite": [door_user.user_id], "encrypted": encrypted}))
+        ["room_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let settings = DoorSettings {
+        rooms: vec![room.clone()],
+        allow: vec![alice_user.user_id.clone()],
+        incoming,
+        max_length,
+        ..DoorSettings::default()
+    };
+    let home = DoorHome::new(&synapse, door_user, &settings);
+    World {
+        synapse,
+        alice,
+        home,
+        room,
+    }
+}
+
+impl World {
+    /// Starts the door and waits until it has joined the room (it accepts the invite of an
+    /// allow-listed user) and alice sees it there.
+    fn start_door(&mut self) -> Door {
+        let mut door = self.home.start();
+        door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+        self.alice
+            .call(json!({"cmd": "wait_member", "room_id": self.room,
+                               "user_id": self.home.user.user_id, "timeout_ms": 30000}));
+        door
+    }
+}
+
+fn stats_flowing(s: &Value) -> bool {
+    s["video_frames_decoded"].as_u64().unwrap_or(0) > 10
+        && s["audio_packets_received"].as_u64().unwrap_or(0) > 10
+}
+
+fn door_calls_browser(encrypted: bool) {
+    let mut w = world(encrypted, "auto-answer", "5m");
+    let mut door = w.start_door();
+    w.alice.call(json!({"cmd": "auto_answer", "enabled": true}));
+
+    for round in 0..2 {
+        door.ring();
+        let incoming = w
+            .alice
+            .wait_event("the door's invite", WAIT, |e| e["event"] == "incoming");
+        assert_eq!(incoming["sender"], w.home.user.user_id.as_str());
+        let call_id = incoming["call_id"].as_str().unwrap().to_owned();
+        w.alice.wait_event("the door's first frame", WAIT, |e| {
+            e["event"] == "first_frame"
+        });
+        let stats = w
+            .alice
+            .wait_stats(&call_id, "the door's video and audio", WAIT, stats_flowing);
+        assert!(
+            stats["video_codec"].as_str().unwrap_or("").contains("H264"),
+            "{stats}"
+        );
+        assert!(
+            stats["audio_level"].as_f64().unwrap_or(0.0) > 0.0,
+            "the door's tone is heard: {stats}"
+        );
+        door.wait_notify("in call", WAIT, |l| l.starts_with("STATUS=In call with"));
+        door.clear_notes();
+
+        w.alice.call(json!({"cmd": "hangup", "call_id": call_id}));
+        let ended = door.wait_log("call ended", WAIT);
+        assert!(ended.contains("remote: true"), "round {round}: {ended}");
+        // The browser's audio reached the door's sink.
+        let audio = door.wait_log("remote audio", WAIT);
+        let rms: f64 = audio
+            .rsplit("rms=")
+            .next()
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        assert!(rms > 0.0, "round {round}: the door heard nothing: {audio}");
+        door.wait_notify("idle", WAIT, |l| l == "STATUS=Idle");
+        door.clear_notes();
+        w.alice
+            .wait_event("alice's end of the call", WAIT, |e| e["event"] == "hangup");
+    }
+    assert!(door.stop());
+}
+
+#[test]
+fn door_calls_browser_in_a_plain_room() {
+    if isolated("door_calls_browser_in_a_plain_room") {
+        return;
+    }
+    door_calls_browser(false);
+}
+
+#[test]
+fn door_calls_browser_in_an_encrypted_room() {
+    if isolated("door_calls_browser_in_an_encrypted_room") {
+        return;
+    }
+    door_calls_browser(true);
+}
+
+fn browser_calls_door(encrypted: bool) {
+    // The shortest maximum call length the configuration allows, so the door hangs up itself.
+    let mut w = world(encrypted, "auto-answer", "5s");
+    let mut door = w.start_door();
+    let call_id = w
+        .alice
+        .call(json!({"cmd": "place_call", "room_id": w.room, "video": true}))["call_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.alice
+        .wait_event("the door's video", WAIT, |e| e["event"] == "first_frame");
+    w.alice
+        .wait_stats(&call_id, "the door's media", WAIT, stats_flowing);
+    let ended = w
+        .alice
+        .wait_event("the door hanging up", WAIT, |e| e["event"] == "hangup");
+    assert_eq!(ended["party"], "remote", "{ended}");
+    assert_eq!(ended["reason"], "user_hangup", "{ended}");
+    door.wait_notify("idle", WAIT, |l| l == "STATUS=Idle");
+    assert!(door.stop());
+}
+
+#[test]
+fn browser_calls_door_which_answers_and_hangs_up_after_the_maximum_length() {
+    if isolated("browser_calls_door_which_answers_and_hangs_up_after_the_maximum_length") {
+        return;
+    }
+    browser_calls_door(false);
+}
+
+#[test]
+fn browser_calls_door_in_an_encrypted_room() {
+    if isolated("browser_calls_door_in_an_encrypted_room") {
+        return;
+    }
+    browser_calls_door(true);
+}
+
+#[test]
+fn ring_mode_answers_after_a_press() {
+    if isolated("ring_mode_answers_after_a_press") {
+        return;
+    }
+    let mut w = world(false, "ring", "5m");
+    let mut door = w.start_door();
+    let call_id = w
+        .alice
+        .call(json!({"cmd": "place_call", "room_id": w.room, "video": true}))["call_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    door.wait_notify("ringing", WAIT, |l| l.starts_with("STATUS=Ringing"));
+    let before = w.alice.call(json!({"cmd": "stats", "call_id": call_id}));
+    assert_eq!(
+        before["video_frames_decoded"].as_u64().unwrap_or(0),
+        0,
+        "nothing before the press"
+    );
+    door.ring();
+    w.alice
+        .wait_event("the door's video", WAIT, |e| e["event"] == "first_frame");
+    w.alice.call(json!({"cmd": "hangup", "call_id": call_id}));
+    door.wait_log("call ended", WAIT);
+    assert!(door.stop());
+}
+
+#[test]
+fn a_stranger_is_rejected_and_gets_no_media() {
+    if isolated("a_stranger_is_rejected_and_gets_no_media") {
+        return;
+    }
+    let mut w = world(false, "auto-answer", "5m");
+    let mut door = w.start_door();
+    // Mallory shares a room with the door, but is not on the allow list. (The door does not
+    // join rooms strangers invite it to: mallory comes into alice's room, invited by alice.)
+    let mallory_user = w.synapse.register("mallory");
+    let mut mallory = Browser::start("mallory", false);
+    mallory.call(
+        json!({"cmd": "login", "homeserver": w.synapse.url(), "user": mallory_user.localpart,
+                        "password": mallory_user.password, "encryption": false}),
+    );
+    w.alice
+        .call(json!({"cmd": "invite", "room_id": w.room, "user_id": mallory_user.user_id}));
+    mallory.call(json!({"cmd": "join", "room_id": w.room}));
+    mallory.call(json!({"cmd": "wait_member", "room_id": w.room, "user_id": w.home.user.user_id}));
+    let call_id = mallory
+        .call(json!({"cmd": "place_call", "room_id": w.room, "video": true, "invitee": w.home.user.user_id}))
+        ["call_id"].as_str().unwrap().to_owned();
+    let ended = mallory.wait_event("the door's reject", WAIT, |e| e["event"] == "hangup");
+    assert_eq!(ended["party"], "remote", "{ended}");
+    let stats = mallory.call(json!({"cmd": "stats", "call_id": call_id}));
+    assert_eq!(
+        stats["audio_packets_received"].as_u64().unwrap_or(0),
+        0,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["video_frames_decoded"].as_u64().unwrap_or(0),
+        0,
+        "{stats}"
+    );
+    door.wait_log("refused", WAIT);
+    assert!(door.stop());
+}

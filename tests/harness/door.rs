@@ -1,0 +1,287 @@
+//! The door daemon as a user runs it: `intercom login` once, then `intercom run` with a
+//! configuration written here (synthetic camera and microphone), pressed through
+//! `intercom ring`, observed through its sd_notify messages and its log.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use super::synapse::{Synapse, User};
+
+/// What the door's configuration says beyond the homeserver and its account.
+pub struct DoorSettings {
+    pub rooms: Vec<String>,
+    pub allow: Vec<String>,
+    /// "auto-answer", "ring" or "reject".
+    pub incoming: &'static str,
+    pub ring_timeout: &'static str,
+    pub max_length: &'static str,
+    /// Extra TOML appended to the file (e.g. a `[turn]` section).
+    pub extra: String,
+}
+
+impl Default for DoorSettings {
+    fn default() -> Self {
+        DoorSettings {
+            rooms: Vec::new(),
+            allow: Vec::new(),
+            incoming: "auto-answer",
+            ring_timeout: "30s",
+            max_length: "5m",
+            extra: String::new(),
+        }
+    }
+}
+
+/// A configured door: its directory (state, config, sockets) outlives restarts of the daemon.
+pub struct DoorHome {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub user: User,
+}
+
+impl DoorHome {
+    /// Writes the configuration and logs the door's account in once, as an installer would.
+    pub fn new(synapse: &Synapse, user: User, settings: &DoorSettings) -> DoorHome {
+        let dir = tempfile::Builder::new().prefix("door-").tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        let home = DoorHome { dir, config, user };
+        home.write_config(synapse, settings);
+        let password = home.dir.path().join("password");
+        std::fs::write(&password, &home.user.password).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_intercom"))
+            .args(["login", "--config"])
+            .arg(&home.config)
+            .arg("--password-file")
+            .arg(&password)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "intercom login failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_file(&password).unwrap();
+        home
+    }
+
+    /// Rewrites the configuration (the state directory stays).
+    pub fn write_config(&self, synapse: &Synapse, s: &DoorSettings) {
+        let d = self.dir.path();
+        let list = |v: &[String]| format!("{v:?}");
+        std::fs::write(
+            &self.config,
+            format!(
+                r#"[matrix]
+homeserver = "{hs}"
+user = "{user}"
+rooms = {rooms}
+allow = {allow}
+state_dir = "{state}"
+device_name = "door under test"
+
+[call]
+incoming = "{incoming}"
+ring_timeout = "{ring}"
+max_length = "{max}"
+
+[camera]
+device = "test-pattern"
+width = 320
+height = 240
+fps = 15
+
+[audio]
+capture = "test-tone"
+playback = "null"
+
+[control]
+socket = "{socket}"
+
+[log]
+filter = "info,intercom=debug"
+{extra}
+"#,
+                hs = synapse.url(),
+                user = self.user.user_id,
+                rooms = list(&s.rooms),
+                allow = list(&s.allow),
+                state = d.join("state").display(),
+                incoming = s.incoming,
+                ring = s.ring_timeout,
+                max = s.max_length,
+                socket = d.join("control.sock").display(),
+                extra = s.extra,
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.join("state")).unwrap();
+    }
+
+    /// Starts the daemon.
+    pub fn start(&self) -> Door {
+        let socket = self.dir.path().join("notify.sock");
+        let _ = std::fs::remove_file(&socket);
+        let notify = UnixDatagram::bind(&socket).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_intercom"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("NOTIFY_SOCKET", &socket)
+            .env("WATCHDOG_USEC", "2000000")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, log) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Door {
+            child,
+            notify,
+            notes: Vec::new(),
+            log,
+            lines: Vec::new(),
+            control: self.dir.path().join("control.sock"),
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// A running door daemon.
+pub struct Door {
+    child: Child,
+    notify: UnixDatagram,
+    /// sd_notify messages so far.
+    pub notes: Vec<String>,
+    log: Receiver<String>,
+    /// Log lines so far.
+    pub lines: Vec<String>,
+    control: PathBuf,
+    config: PathBuf,
+}
+
+impl Door {
+    /// Waits for an sd_notify line (`READY=1`, `STATUS=…`) for which `matches` holds, among
+    /// those not cleared by `clear_notes`.
+    pub fn wait_notify(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(found) = self
+                .notes
+                .iter()
+                .flat_map(|m| m.lines())
+                .find(|l| matches(l))
+            {
+                return found.to_owned();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no {what} from the door; got {:?}\n{}",
+                self.notes,
+                self.log_text()
+            );
+            self.notify.set_read_timeout(Some(left)).unwrap();
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                self.notes
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    }
+
+    /// Forgets the sd_notify messages seen so far.
+    pub fn clear_notes(&mut self) {
+        self.notes.clear();
+    }
+
+    /// Waits for a log line containing `needle` (after those already consumed) and returns it.
+    pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    self.lines.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no log line with {needle:?} from the door:\n{}",
+                        self.log_text()
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "the door exited while waiting for {needle:?}:\n{}",
+                        self.log_text()
+                    )
+                }
+            }
+        }
+    }
+
+    fn log_text(&self) -> String {
+        let mut lines = self.lines.clone();
+        lines.extend(self.log.try_iter());
+        let from = lines.len().saturating_sub(150);
+        lines[from..].join("\n")
+    }
+
+    /// Presses the button through `intercom ring`.
+    pub fn ring(&self) {
+        let out = Command::new(env!("CARGO_BIN_EXE_intercom"))
+            .args(["ring", "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "intercom ring: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn control_socket(&self) -> &Path {
+        &self.control
+    }
+
+    /// SIGTERM, then waits; returns whether it exited 0.
+    pub fn stop(mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Door {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("=== door log ===\n{}", self.log_text());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
