@@ -244,6 +244,7 @@ fn dispatch(output: Output, matrix: &Matrix, rtc: &mut Rtc, status: &mut Status)
             log::info!("status: {s}");
             status.core = s;
         }
+        Output::Notice(line) => log::info!("{line}"),
         Output::CallEnded { call, reason } => {
             log::info!(call_id = call.0.as_str(); "call ended: {reason:?}");
         }

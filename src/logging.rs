@@ -104,8 +104,9 @@ impl Log for Stderr {
 /// spans turned into records (one per request, per JSON path of a push rule...), which tell a
 /// reader of the journal nothing. Span enter/exit records are never wanted.
 const QUIET_DEPENDENCIES: &str = "matrix_sdk=warn,matrix_sdk_base=warn,matrix_sdk_crypto=warn,\
-matrix_sdk_sqlite=warn,matrix_sdk_common=warn,ruma=warn,ruma_common=warn,ruma_events=warn,\
-webrtc=warn,rtc=warn,rtc_ice=warn,rtc_dtls=warn,rtc_srtp=warn,rtc_sctp=warn,tracing::span=off";
+matrix_sdk_sqlite=warn,matrix_sdk_common=warn,matrix_sdk_crypto::backups=error,ruma=warn,\
+ruma_common=warn,ruma_events=warn,webrtc=warn,rtc=error,rtc_ice=warn,rtc_dtls=error,rtc_srtp=warn,\
+rtc_sctp=warn,tracing::span=off";
 
 /// Sets up logging for the process: `RUST_LOG` wins over the configured `filter`.
 pub fn init(filter: &str) -> Result<(), String> {

@@ -101,9 +101,7 @@ fn door_calls_browser(encrypted: bool) {
         door.clear_notes();
 
         w.alice.call(json!({"cmd": "hangup", "call_id": call_id}));
-        let ended = door.wait_log("call ended", WAIT);
-        assert!(ended.contains("remote: true"), "round {round}: {ended}");
-        // The browser's audio reached the door's sink.
+        // The browser's audio reached the door's sink (logged as the call's media closes).
         let audio = door.wait_log("remote audio", WAIT);
         let rms: f64 = audio
             .rsplit("rms=")
@@ -112,6 +110,8 @@ fn door_calls_browser(encrypted: bool) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0);
         assert!(rms > 0.0, "round {round}: the door heard nothing: {audio}");
+        let ended = door.wait_log("call ended", WAIT);
+        assert!(ended.contains("remote: true"), "round {round}: {ended}");
         door.wait_notify("idle", WAIT, |l| l == "STATUS=Idle");
         door.clear_notes();
         w.alice

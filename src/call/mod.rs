@@ -106,6 +106,9 @@ pub enum Output {
     Device(DeviceCommand),
     /// A one-line status for systemd (`STATUS=`) and the log.
     Status(String),
+    /// A decision worth a line in the log that changes no status: a stranger refused, a stale
+    /// invite ignored, a second caller told the door is busy.
+    Notice(String),
     /// A call is over.
     CallEnded { call: CallId, reason: EndReason },
 }
@@ -486,11 +489,18 @@ impl Core {
         };
         // Liveness: age at receipt plus time since (zero: the batch is handled as it arrives).
         let age = ev.age.unwrap_or_default();
-        let Some(left) = lifetime.checked_sub(age) else {
-            self.remember(ev.event.call_id.clone());
-            return;
-        };
+        let left = lifetime.saturating_sub(age);
         if left <= RING_GRACE || offer.sdp.len() > MAX_SDP || offer.kind != SdpKind::Offer {
+            self.notice(format!(
+                "ignored an invite from {} in {}: {}",
+                ev.sender.0,
+                ev.room.0,
+                if left <= RING_GRACE {
+                    "it is stale"
+                } else {
+                    "its offer is not usable"
+                }
+            ));
             self.remember(ev.event.call_id.clone());
             return;
         }
@@ -501,6 +511,16 @@ impl Core {
             if for_us {
                 self.send(&ev.room, ev.event.call_id.clone(), CallEventBody::Reject);
             }
+            self.notice(format!(
+                "refused a call from {} in {}: not on the allow list{}",
+                ev.sender.0,
+                ev.room.0,
+                if for_us {
+                    ""
+                } else {
+                    " (the invite is for the whole room: left to its other members)"
+                }
+            ));
             self.remember(ev.event.call_id.clone());
             return;
         }
@@ -534,6 +554,10 @@ impl Core {
                 }
                 // Busy.
                 _ => {
+                    self.notice(format!(
+                        "busy: a call from {} in {} was not taken",
+                        ev.sender.0, ev.room.0
+                    ));
                     if for_us {
                         self.send(
                             &ev.room,
@@ -553,6 +577,10 @@ impl Core {
                 if for_us {
                     self.send(&ev.room, ev.event.call_id.clone(), CallEventBody::Reject);
                 }
+                self.notice(format!(
+                    "refused a call from {} in {}: the configuration rejects incoming calls",
+                    ev.sender.0, ev.room.0
+                ));
                 self.remember(ev.event.call_id.clone());
             }
             Incoming::AutoAnswer => self.take_incoming(now, &ev, left, true),
@@ -1051,6 +1079,10 @@ impl Core {
 
     fn status(&mut self, line: String) {
         self.emit(Output::Status(line));
+    }
+
+    fn notice(&mut self, line: String) {
+        self.emit(Output::Notice(line));
     }
 
     // --- ending --------------------------------------------------------------------------------
