@@ -1,15 +1,25 @@
-//! The demo behind `tests/demo` (ignored in ordinary test runs): a call through a local Synapse,
-//! answered by matrix-js-sdk in headless Chromium, with the timeline printed and a screenshot of
-//! the received video saved.
+//! The demo behind `tests/demo` (ignored in ordinary test runs): a local Synapse, the door daemon
+//! with its synthetic camera and microphone, a press of its button (`intercom ring`), and
+//! matrix-js-sdk in headless Chromium answering — then the call's timeline and a screenshot of
+//! the door's video as the browser shows it.
 
 mod harness;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use harness::browser::Browser;
+use harness::door::{DoorHome, DoorSettings};
 use harness::netns::isolated;
 use harness::synapse::Synapse;
 use serde_json::{json, Value};
+
+fn wall_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
 
 #[test]
 #[ignore = "the demo; run it with tests/demo"]
@@ -21,77 +31,87 @@ fn demo() {
         std::env::var("INTERCOM_DEMO_OUT").unwrap_or_else(|_| "target/demo".into()),
     );
     std::fs::create_dir_all(&out).unwrap();
+    let wait = Duration::from_secs(30);
+
     let synapse = Synapse::start(None);
     println!("homeserver: Synapse at {}", synapse.url());
-    let caller = synapse.register("door");
-    let callee = synapse.register("alice");
-    let mut door = Browser::start("door", false);
+    let door_user = synapse.register("door");
+    let alice_user = synapse.register("alice");
     let mut alice = Browser::start("alice", false);
-    for (b, u) in [(&mut door, &caller), (&mut alice, &callee)] {
-        b.call(
-            json!({"cmd": "login", "homeserver": synapse.url(), "user": u.localpart,
-                      "password": u.password, "encryption": false}),
-        );
-    }
-    let room = door
-        .call(json!({"cmd": "create_room", "invite": [callee.user_id], "encrypted": false}))
+    alice.call(
+        json!({"cmd": "login", "homeserver": synapse.url(), "user": alice_user.localpart,
+                      "password": alice_user.password, "encryption": true}),
+    );
+    let room = alice
+        .call(json!({"cmd": "create_room", "invite": [door_user.user_id], "encrypted": true}))
         ["room_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    alice.call(json!({"cmd": "join", "room_id": room}));
-    door.call(json!({"cmd": "wait_member", "room_id": room, "user_id": callee.user_id}));
+    let settings = DoorSettings {
+        rooms: vec![room.clone()],
+        allow: vec![alice_user.user_id.clone()],
+        ..DoorSettings::default()
+    };
+    let home = DoorHome::new(&synapse, door_user, &settings);
+    let mut door = home.start();
+    door.wait_notify("the door to be ready", wait, |l| l == "READY=1");
+    alice.call(json!({"cmd": "wait_member", "room_id": room, "user_id": home.user.user_id}));
     alice.call(json!({"cmd": "auto_answer", "enabled": true}));
     println!(
-        "{} rings room {room}; {} answers",
-        caller.user_id, callee.user_id
+        "the door ({}) is in the encrypted room {room} with {}",
+        home.user.user_id, alice_user.user_id
     );
 
-    let call_id = door.call(json!({"cmd": "place_call", "room_id": room, "video": true}))
-        ["call_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let wait = Duration::from_secs(30);
-    alice.wait_event("the first frame", wait, |e| e["event"] == "first_frame");
-    alice.wait_stats(&call_id, "some seconds of video", wait, |s| {
-        s["video_frames_decoded"].as_u64().unwrap_or(0) > 30
+    let pressed = wall_ms();
+    door.ring();
+    println!(
+        "the button is pressed (intercom ring); {} answers in her browser",
+        alice_user.user_id
+    );
+    let incoming = alice.wait_event("the door's invite", wait, |e| e["event"] == "incoming");
+    let call_id = incoming["call_id"].as_str().unwrap().to_owned();
+    alice.wait_event("the door's first frame", wait, |e| {
+        e["event"] == "first_frame"
     });
-    let shot = out.join("call.png");
+    let stats = alice.wait_stats(&call_id, "a few seconds of the door's video", wait, |s| {
+        s["video_frames_decoded"].as_u64().unwrap_or(0) >= 30
+    });
+    let shot = out.join("door-video.png");
     alice.call(json!({"cmd": "screenshot", "path": shot}));
-    let stats = alice.call(json!({"cmd": "stats", "call_id": call_id}));
-    door.call(json!({"cmd": "hangup", "call_id": call_id}));
-    alice.wait_event("the hangup", wait, |e| e["event"] == "hangup");
+    let t = alice.call(json!({"cmd": "timings", "call_id": call_id}))["timings"].clone();
+    alice.call(json!({"cmd": "hangup", "call_id": call_id}));
+    door.wait_log("call ended", wait);
 
-    let caller_t = door.call(json!({"cmd": "timings", "call_id": call_id}))["timings"].clone();
-    let callee_t = alice.call(json!({"cmd": "timings", "call_id": call_id}))["timings"].clone();
-    let t0 = caller_t["placed"]["wall_ms"].as_f64().unwrap();
-    let at = |t: &Value, k: &str| {
+    let at = |k: &str| -> String {
         t[k]["wall_ms"]
             .as_f64()
-            .map(|v| format!("{:>6.0} ms", v - t0))
+            .map(|v: f64| format!("{:>6.0} ms", v - pressed))
+            .unwrap_or_else(|| "     —".into())
     };
-    println!("\ntimeline (from the press of 'call'):");
-    for (label, t, k) in [
-        ("call placed", &caller_t, "placed"),
-        ("invite seen by the callee", &callee_t, "invite_received"),
-        ("callee connected", &callee_t, "connected"),
-        ("first video frame decoded", &callee_t, "first_frame"),
-        ("hung up", &callee_t, "ended"),
+    println!("\ntimeline (from the press of the door's button):");
+    for (label, key) in [
+        ("invite seen by the callee", "invite_received"),
+        ("callee answered", "answered"),
+        ("media connected", "connected"),
+        ("first video frame decoded", "first_frame"),
     ] {
-        println!(
-            "  {label:<28} {}",
-            at(t, k).unwrap_or_else(|| "     —".into())
-        );
+        println!("  {label:<28} {}", at(key));
     }
+    let v = |s: &Value, k: &str| s[k].clone();
     println!(
-        "\nvideo received: {} frames decoded, {}x{} {}; audio: {} packets",
-        stats["video_frames_decoded"],
-        stats["frame_width"],
-        stats["frame_height"],
+        "\nthe browser received: {} video frames decoded ({}x{}, {}), {} audio packets, audio level {}",
+        v(&stats, "video_frames_decoded"),
+        v(&stats, "frame_width"),
+        v(&stats, "frame_height"),
         stats["video_codec"].as_str().unwrap_or("?"),
-        stats["audio_packets_received"]
+        v(&stats, "audio_packets_received"),
+        v(&stats, "audio_level"),
     );
-    println!("screenshot of the video received: {}", shot.display());
+    println!(
+        "screenshot of the door's video in the browser: {}",
+        shot.display()
+    );
     assert!(std::fs::metadata(&shot).unwrap().len() > 1000);
+    assert!(door.stop());
 }
