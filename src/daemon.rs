@@ -68,10 +68,34 @@ fn call_seed() -> String {
     format!("{:x}{:x}-", nanos & 0xffff_ffff_ffff, std::process::id())
 }
 
+/// Tells systemd `state`, without ever blocking the loop: a notify socket nobody reads (a full
+/// queue) must not wedge the door. What cannot be sent at once is dropped and logged.
 fn notify(state: &[NotifyState]) {
-    if let Err(e) = sd_notify::notify(state) {
-        log::debug!("sd_notify failed: {e}");
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let message: String = state.iter().map(|s| format!("{s}\n")).collect();
+    if let Err(e) = send_notify(&path, message.as_bytes()) {
+        log::debug!("sd_notify {:?} not sent: {e}", message.trim_end());
     }
+}
+
+fn send_notify(path: &std::ffi::OsStr, message: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let socket = UnixDatagram::unbound()?;
+    socket.set_nonblocking(true)?;
+    let bytes = path.as_bytes();
+    let address = match bytes.strip_prefix(b"@") {
+        // An abstract socket (systemd may use one).
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            SocketAddr::from_abstract_name(name)?
+        }
+        None => SocketAddr::from_pathname(std::path::Path::new(path))?,
+    };
+    socket.send_to_addr(message, &address)?;
+    Ok(())
 }
 
 async fn drive(config: Config) -> Result<(), Error> {

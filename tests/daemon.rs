@@ -194,3 +194,43 @@ fn ring_without_a_daemon_says_so() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_notify_socket_nobody_reads_does_not_wedge_the_loop() {
+    if isolated("a_notify_socket_nobody_reads_does_not_wedge_the_loop") {
+        return;
+    }
+    let (_synapse, _alice, home, _room) = setup("ring");
+    // A notify socket whose short queue (10 datagrams in a new namespace) nobody drains, and a
+    // watchdog that pings ten times a second: the queue is full within a second.
+    let socket = home.dir.path().join("deaf-notify.sock");
+    let deaf = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_intercom"))
+        .args(["run", "--config"])
+        .arg(&home.config)
+        .env("NOTIFY_SOCKET", &socket)
+        .env("WATCHDOG_USEC", "200000")
+        .env_remove("WATCHDOG_PID")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Readiness is the one message read.
+    let mut buf = [0u8; 4096];
+    deaf.set_read_timeout(Some(WAIT)).unwrap();
+    let n = deaf.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    // Long after the queue filled up, the loop still answers.
+    let filled = Instant::now() + Duration::from_secs(3);
+    harness::poll("the queue to fill", WAIT, || {
+        (Instant::now() > filled).then_some(())
+    });
+    let out = intercom(&["ring"], &home.config);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok pressed");
+}

@@ -18,15 +18,27 @@ const WAIT: Duration = Duration::from_secs(30);
 struct World {
     synapse: Synapse,
     alice: Browser,
+    alice_user: harness::synapse::User,
     home: DoorHome,
     room: String,
 }
 
 fn world(encrypted: bool, incoming: &'static str, max_length: &'static str) -> World {
-    let synapse = Synapse::start(None);
+    world_with(encrypted, incoming, max_length, None, false)
+}
+
+/// The same, with TURN wired into Synapse, and alice's browser allowed only relayed media.
+fn world_with(
+    encrypted: bool,
+    incoming: &'static str,
+    max_length: &'static str,
+    turn: Option<&harness::synapse::Turn>,
+    relay_only: bool,
+) -> World {
+    let synapse = Synapse::start(turn);
     let door_user = synapse.register("door");
     let alice_user = synapse.register("alice");
-    let mut alice = Browser::start("alice", false);
+    let mut alice = Browser::start("alice", relay_only);
     alice.call(
         json!({"cmd": "login", "homeserver": synapse.url(), "user": alice_user.localpart,
                       "password": alice_user.password, "encryption": encrypted}),
@@ -48,6 +60,7 @@ fn world(encrypted: bool, incoming: &'static str, max_length: &'static str) -> W
     World {
         synapse,
         alice,
+        alice_user,
         home,
         room,
     }
@@ -239,5 +252,113 @@ fn a_stranger_is_rejected_and_gets_no_media() {
         "{stats}"
     );
     door.wait_log("refused", WAIT);
+    assert!(door.stop());
+}
+
+#[test]
+fn turn_only_call_connects_over_relay() {
+    if isolated("turn_only_call_connects_over_relay") {
+        return;
+    }
+    let coturn = harness::coturn::Coturn::start();
+    let mut w = world_with(
+        false,
+        "auto-answer",
+        "5m",
+        Some(&coturn.synapse_settings()),
+        true,
+    );
+    let mut door = w.start_door();
+    door.wait_log("TURN from the homeserver", WAIT);
+    w.alice.call(json!({"cmd": "auto_answer", "enabled": true}));
+    door.ring();
+    let incoming = w
+        .alice
+        .wait_event("the door's invite", WAIT, |e| e["event"] == "incoming");
+    let call_id = incoming["call_id"].as_str().unwrap().to_owned();
+    w.alice.wait_event("the door's first frame", WAIT, |e| {
+        e["event"] == "first_frame"
+    });
+    let stats = w
+        .alice
+        .wait_stats(&call_id, "media over the relay", WAIT, stats_flowing);
+    assert_eq!(stats["selected_pair"]["local_type"], "relay", "{stats}");
+    w.alice.call(json!({"cmd": "hangup", "call_id": call_id}));
+    door.wait_log("call ended", WAIT);
+    assert!(door.stop());
+}
+
+#[test]
+fn a_voice_call_upgraded_to_video_gets_the_door_video() {
+    if isolated("a_voice_call_upgraded_to_video_gets_the_door_video") {
+        return;
+    }
+    let mut w = world(false, "auto-answer", "5m");
+    let mut door = w.start_door();
+    let call_id = w
+        .alice
+        .call(json!({"cmd": "place_call", "room_id": w.room, "video": false}))["call_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.alice.wait_stats(&call_id, "the door's audio", WAIT, |s| {
+        s["audio_packets_received"].as_u64().unwrap_or(0) > 10
+    });
+    let before = w.alice.call(json!({"cmd": "stats", "call_id": call_id}));
+    assert_eq!(
+        before["video_frames_decoded"].as_u64().unwrap_or(0),
+        0,
+        "a voice call: {before}"
+    );
+    // Alice turns her camera on: js-sdk renegotiates with m.call.negotiate, the door answers.
+    w.alice
+        .call(json!({"cmd": "set_video_muted", "call_id": call_id, "muted": false}));
+    w.alice
+        .wait_stats(&call_id, "the door's video after the upgrade", WAIT, |s| {
+            s["video_frames_decoded"].as_u64().unwrap_or(0) > 10
+        });
+    w.alice.call(json!({"cmd": "hangup", "call_id": call_id}));
+    door.wait_log("call ended", WAIT);
+    assert!(door.stop());
+}
+
+#[test]
+fn a_lost_peer_ends_the_call_with_ice_failed_and_the_next_call_works() {
+    if isolated("a_lost_peer_ends_the_call_with_ice_failed_and_the_next_call_works") {
+        return;
+    }
+    let mut w = world(false, "auto-answer", "5m");
+    let mut door = w.start_door();
+    w.alice.call(json!({"cmd": "auto_answer", "enabled": true}));
+    door.ring();
+    let incoming = w
+        .alice
+        .wait_event("the door's invite", WAIT, |e| e["event"] == "incoming");
+    let call_id = incoming["call_id"].as_str().unwrap().to_owned();
+    w.alice.wait_stats(&call_id, "media", WAIT, stats_flowing);
+    door.wait_notify("in call", WAIT, |l| l.starts_with("STATUS=In call with"));
+    // The browser dies: no hangup is ever sent; only the media path tells.
+    let lost = std::time::Instant::now();
+    drop(w.alice);
+    let ended = door.wait_log("call ended", Duration::from_secs(20));
+    let took = lost.elapsed();
+    assert!(ended.contains("IceFailed"), "{ended}");
+    assert!(
+        took <= Duration::from_secs(10),
+        "the door took {took:?} to give up"
+    );
+    println!("the door hung up with ice_failed {took:?} after the peer vanished");
+
+    // The next call works: alice is back in a new browser.
+    let mut alice = Browser::start("alice-again", false);
+    alice.call(
+        json!({"cmd": "login", "homeserver": w.synapse.url(), "user": w.alice_user.localpart,
+                      "password": w.alice_user.password, "encryption": false}),
+    );
+    alice.call(json!({"cmd": "auto_answer", "enabled": true}));
+    door.ring();
+    alice.wait_event("the door's video again", WAIT, |e| {
+        e["event"] == "first_frame"
+    });
     assert!(door.stop());
 }

@@ -171,7 +171,7 @@ const CANDIDATE_BATCH: Duration = Duration::from_millis(100);
 /// How long the door waits for media to connect after an answer, or to come back after it
 /// was lost, before hanging up with `ice_failed`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-const RECONNECT_GRACE: Duration = Duration::from_secs(8);
+const RECONNECT_GRACE: Duration = Duration::from_secs(4);
 /// The `lifetime` of the door's negotiate offers.
 const NEGOTIATE_LIFETIME: Duration = Duration::from_secs(60);
 /// Bounds on what a peer can make the core keep.

@@ -127,7 +127,7 @@ filter = "info,intercom=debug"
     pub fn start(&self) -> Door {
         let socket = self.dir.path().join("notify.sock");
         let _ = std::fs::remove_file(&socket);
-        let notify = UnixDatagram::bind(&socket).unwrap();
+        let notify_socket = UnixDatagram::bind(&socket).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_intercom"))
             .args(["run", "--config"])
             .arg(&self.config)
@@ -140,6 +140,17 @@ filter = "info,intercom=debug"
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // The notify socket is read all the time, as systemd does: its queue is short.
+        let (notify_tx, notify) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = notify_socket.recv(&mut buf) {
+                let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if notify_tx.send(message).is_err() {
+                    break;
+                }
+            }
+        });
         let (tx, log) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
@@ -164,7 +175,7 @@ filter = "info,intercom=debug"
 /// A running door daemon.
 pub struct Door {
     child: Child,
-    notify: UnixDatagram,
+    notify: Receiver<String>,
     /// sd_notify messages so far.
     pub notes: Vec<String>,
     log: Receiver<String>,
@@ -184,7 +195,6 @@ impl Door {
         matches: impl Fn(&str) -> bool,
     ) -> String {
         let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; 4096];
         loop {
             if let Some(found) = self
                 .notes
@@ -201,10 +211,8 @@ impl Door {
                 self.notes,
                 self.log_text()
             );
-            self.notify.set_read_timeout(Some(left)).unwrap();
-            if let Ok(n) = self.notify.recv(&mut buf) {
-                self.notes
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            if let Ok(message) = self.notify.recv_timeout(left) {
+                self.notes.push(message);
             }
         }
     }

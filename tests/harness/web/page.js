@@ -433,6 +433,13 @@ async function hangup({ call_id, reason }) {
     return {};
 }
 
+async function setVideoMuted({ call_id, muted }) {
+    // Unmuting video on a voice call upgrades it: js-sdk adds a video track and renegotiates
+    // (m.call.negotiate).
+    const now_muted = await requireCall(call_id).call.setLocalVideoMuted(Boolean(muted));
+    return { muted: now_muted };
+}
+
 async function stats({ call_id }) {
     const rec = requireCall(call_id);
     const call = rec.call;
@@ -471,6 +478,7 @@ window.peer = {
     answer,
     reject,
     hangup,
+    setVideoMuted,
     stats,
     timings,
     listCalls,

@@ -198,6 +198,7 @@ const PAGE_METHODS = {
     answer: "answer",
     reject: "reject",
     hangup: "hangup",
+    set_video_muted: "setVideoMuted",
     stats: "stats",
     timings: "timings",
     calls: "listCalls",
