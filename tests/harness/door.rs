@@ -19,6 +19,8 @@ pub struct DoorSettings {
     pub incoming: &'static str,
     pub ring_timeout: &'static str,
     pub max_length: &'static str,
+    /// The synthetic camera's frame size.
+    pub camera: (u32, u32),
     /// Extra TOML appended to the file (e.g. a `[turn]` section).
     pub extra: String,
 }
@@ -31,6 +33,7 @@ impl Default for DoorSettings {
             incoming: "auto-answer",
             ring_timeout: "30s",
             max_length: "5m",
+            camera: (320, 240),
             extra: String::new(),
         }
     }
@@ -92,8 +95,8 @@ max_length = "{max}"
 
 [camera]
 device = "test-pattern"
-width = 320
-height = 240
+width = {width}
+height = {height}
 fps = 15
 
 [audio]
@@ -115,6 +118,8 @@ filter = "info,intercom=debug"
                 incoming = s.incoming,
                 ring = s.ring_timeout,
                 max = s.max_length,
+                width = s.camera.0,
+                height = s.camera.1,
                 socket = d.join("control.sock").display(),
                 extra = s.extra,
             ),
