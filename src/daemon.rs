@@ -157,6 +157,10 @@ async fn drive(config: Config) -> Result<(), Error> {
         while let Some(output) = core.poll_output() {
             dispatch(output, &matrix, &mut rtc, &mut status);
         }
+        // Before waiting: a changed status reaches systemd now, not at the next event.
+        if status.changed() {
+            notify(&[NotifyState::Status(&status.line())]);
+        }
         let deadline = core.poll_timeout();
         let sleep = async {
             match deadline {
@@ -198,9 +202,6 @@ async fn drive(config: Config) -> Result<(), Error> {
                 };
                 let _ = req.reply.send(answer);
             }
-        }
-        if status.changed() {
-            notify(&[NotifyState::Status(&status.line())]);
         }
     }
 
