@@ -733,6 +733,12 @@ async fn send_one(
             Err(Failure::Transient("no sync with the homeserver yet".into()))
         };
     };
+    if joined.state() == RoomState::Invited {
+        // The door may be joining it right now (an allow-listed user's invite): try again.
+        return Err(Failure::Transient(
+            "the door is still joining this room".into(),
+        ));
+    }
     if joined.state() != RoomState::Joined {
         return Err(Failure::Permanent(format!(
             "the door is not joined to this room ({:?})",
