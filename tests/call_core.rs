@@ -308,6 +308,44 @@ fn mashing_the_button_places_one_call() {
 }
 
 #[test]
+fn a_press_right_after_a_call_ended_calls_again_but_one_that_ends_it_does_not() {
+    let mut t = T::new(Incoming::Ring);
+    let (_, legs) = t.ring_out();
+    t.now += Duration::from_millis(500);
+    // A quick "no" from the room...
+    t.batch(vec![event(
+        "!a",
+        ALICE,
+        "A1",
+        &legs[0].1 .0,
+        CallEventBody::Reject,
+    )]);
+    let out = t.batch(vec![event(
+        "!b",
+        BOB,
+        "B1",
+        &legs[1].1 .0,
+        CallEventBody::Reject,
+    )]);
+    assert_eq!(ended(&out), Some(EndReason::Rejected));
+    // ...and the visitor presses again at once: a new call.
+    t.now += Duration::from_millis(200);
+    assert_eq!(rtc_commands(&t.press()).len(), 1, "a new offer");
+
+    // A press that hangs a call up is not followed by a new call from the same mashing.
+    let mut t = T::new(Incoming::AutoAnswer);
+    let call = t.answered_incoming();
+    t.rtc(&call, RtcEvent::Connection(ConnectionState::Connected));
+    t.now += Duration::from_secs(5);
+    assert!(matches!(
+        ended(&t.press()),
+        Some(EndReason::Hangup { remote: false, .. })
+    ));
+    t.now += Duration::from_millis(200);
+    assert!(t.press().is_empty(), "the same mashing");
+}
+
+#[test]
 fn unanswered_call_times_out_with_invite_timeout_in_every_room() {
     let mut t = T::new(Incoming::Ring);
     let t0 = t.now;

@@ -380,23 +380,25 @@ impl Core {
     // --- the button ----------------------------------------------------------------------------
 
     fn on_press(&mut self, now: Instant) {
+        // Presses close together are one (a mashed button). The window is kept across a call
+        // that a press ends, and forgotten when a call ends otherwise: a visitor pressing again
+        // after a quick "no" calls again.
         let merged = self
             .last_press
             .is_some_and(|t| now.saturating_duration_since(t) < PRESS_MERGE);
+        if !merged {
+            match self.call.as_ref().map(|c| c.phase) {
+                None => self.start_outgoing(now),
+                Some(Phase::RingingIn) => self.answer(now),
+                // Presses while ringing out are ignored: the visitor is already calling.
+                Some(Phase::Preparing | Phase::RingingOut | Phase::Answering) => {}
+                Some(Phase::Connecting | Phase::Connected) => match self.policy.press_during_call {
+                    PressDuringCall::Ignore => {}
+                    PressDuringCall::Hangup => self.hang_up(HangupReason::UserHangup),
+                },
+            }
+        }
         self.last_press = Some(now);
-        if merged {
-            return;
-        }
-        match self.call.as_ref().map(|c| c.phase) {
-            None => self.start_outgoing(now),
-            Some(Phase::RingingIn) => self.answer(now),
-            // Presses while ringing out are ignored: the visitor is already calling.
-            Some(Phase::Preparing | Phase::RingingOut | Phase::Answering) => {}
-            Some(Phase::Connecting | Phase::Connected) => match self.policy.press_during_call {
-                PressDuringCall::Ignore => {}
-                PressDuringCall::Hangup => self.hang_up(HangupReason::UserHangup),
-            },
-        }
     }
 
     fn start_outgoing(&mut self, now: Instant) {
@@ -1127,6 +1129,7 @@ impl Core {
     fn finish(&mut self, reason: EndReason) {
         let Some(call) = self.call.take() else { return };
         self.timers.clear();
+        self.last_press = None;
         self.emit(Output::Rtc {
             call: call.id.clone(),
             command: RtcCommand::Close,
