@@ -27,19 +27,10 @@ fn intercom(args: &[&str], config: &std::path::Path) -> std::process::Output {
 
 /// Synapse, alice (a plain client), and the door's home with alice's room.
 fn setup(incoming: &'static str) -> (Synapse, Client, DoorHome, String) {
-    let synapse = Synapse::start(None);
-    let door = synapse.register("door");
-    let alice_user = synapse.register("alice");
-    let alice = Client::login(&synapse, &alice_user);
-    let room = alice.create_room(&[&door.user_id], false);
-    let settings = DoorSettings {
-        rooms: vec![room.clone()],
-        allow: vec![alice_user.user_id.clone()],
+    harness::world::with_client(DoorSettings {
         incoming,
         ..DoorSettings::default()
-    };
-    let home = DoorHome::new(&synapse, door, &settings);
-    (synapse, alice, home, room)
+    })
 }
 
 /// Waits until `room` holds an event for which `matches` holds; returns it.

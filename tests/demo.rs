@@ -7,10 +7,8 @@ mod harness;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use harness::browser::Browser;
-use harness::door::{DoorHome, DoorSettings};
+use harness::door::DoorSettings;
 use harness::netns::isolated;
-use harness::synapse::Synapse;
 use serde_json::{json, Value};
 
 fn wall_ms() -> f64 {
@@ -33,27 +31,14 @@ fn demo() {
     std::fs::create_dir_all(&out).unwrap();
     let wait = Duration::from_secs(30);
 
-    let synapse = Synapse::start(None);
+    let harness::world::BrowserWorld {
+        synapse,
+        mut alice,
+        alice_user,
+        home,
+        room,
+    } = harness::world::with_browser(true, None, false, DoorSettings::default());
     println!("homeserver: Synapse at {}", synapse.url());
-    let door_user = synapse.register("door");
-    let alice_user = synapse.register("alice");
-    let mut alice = Browser::start("alice", false);
-    alice.call(
-        json!({"cmd": "login", "homeserver": synapse.url(), "user": alice_user.localpart,
-                      "password": alice_user.password, "encryption": true}),
-    );
-    let room = alice
-        .call(json!({"cmd": "create_room", "invite": [door_user.user_id], "encrypted": true}))
-        ["room_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let settings = DoorSettings {
-        rooms: vec![room.clone()],
-        allow: vec![alice_user.user_id.clone()],
-        ..DoorSettings::default()
-    };
-    let home = DoorHome::new(&synapse, door_user, &settings);
     let mut door = home.start();
     door.wait_notify("the door to be ready", wait, |l| l == "READY=1");
     alice.call(json!({"cmd": "wait_member", "room_id": room, "user_id": home.user.user_id}));

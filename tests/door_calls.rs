@@ -7,21 +7,13 @@ mod harness;
 use std::time::Duration;
 
 use harness::browser::Browser;
-use harness::door::{Door, DoorHome, DoorSettings};
+use harness::door::{Door, DoorSettings};
 use harness::netns::isolated;
-use harness::synapse::Synapse;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Synapse, the door's account, and alice in her browser, in a room with the door.
-struct World {
-    synapse: Synapse,
-    alice: Browser,
-    alice_user: harness::synapse::User,
-    home: DoorHome,
-    room: String,
-}
+type World = harness::world::BrowserWorld;
 
 fn world(encrypted: bool, incoming: &'static str, max_length: &'static str) -> World {
     world_with(encrypted, incoming, max_length, None, false)
@@ -35,35 +27,12 @@ fn world_with(
     turn: Option<&harness::synapse::Turn>,
     relay_only: bool,
 ) -> World {
-    let synapse = Synapse::start(turn);
-    let door_user = synapse.register("door");
-    let alice_user = synapse.register("alice");
-    let mut alice = Browser::start("alice", relay_only);
-    alice.call(
-        json!({"cmd": "login", "homeserver": synapse.url(), "user": alice_user.localpart,
-                      "password": alice_user.password, "encryption": encrypted}),
-    );
-    let room = alice
-        .call(json!({"cmd": "create_room", "invite": [door_user.user_id], "encrypted": encrypted}))
-        ["room_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let settings = DoorSettings {
-        rooms: vec![room.clone()],
-        allow: vec![alice_user.user_id.clone()],
         incoming,
         max_length,
         ..DoorSettings::default()
     };
-    let home = DoorHome::new(&synapse, door_user, &settings);
-    World {
-        synapse,
-        alice,
-        alice_user,
-        home,
-        room,
-    }
+    harness::world::with_browser(encrypted, turn, relay_only, settings)
 }
 
 impl World {

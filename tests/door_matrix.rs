@@ -111,19 +111,10 @@ fn start_door(home: &DoorHome, rooms: &[(&Client, &str)]) -> Door {
 
 /// Synapse, the door's home and alice (on the allow list) in a plain room with the door.
 fn one_room(incoming: &'static str) -> (Synapse, Client, DoorHome, String) {
-    let synapse = Synapse::start(None);
-    let door = synapse.register("door");
-    let alice_user = synapse.register("alice");
-    let alice = Client::login(&synapse, &alice_user);
-    let room = alice.create_room(&[&door.user_id], false);
-    let settings = DoorSettings {
-        rooms: vec![room.clone()],
-        allow: vec![alice.user_id.clone()],
+    harness::world::with_client(DoorSettings {
         incoming,
         ..DoorSettings::default()
-    };
-    let home = DoorHome::new(&synapse, door, &settings);
-    (synapse, alice, home, room)
+    })
 }
 
 /// How many of the log lines seen so far contain `needle`.
@@ -402,26 +393,13 @@ fn restart_keeps_the_device_and_decrypts() {
         return;
     }
     let t0 = Instant::now();
-    let synapse = Synapse::start(None);
-    let door_user = synapse.register("door");
-    let alice_user = synapse.register("alice");
-    let mut alice = Browser::start("alice", false);
-    alice.call(
-        json!({"cmd": "login", "homeserver": synapse.url(), "user": alice_user.localpart,
-                      "password": alice_user.password, "encryption": true}),
-    );
-    let room = alice
-        .call(json!({"cmd": "create_room", "invite": [door_user.user_id], "encrypted": true}))
-        ["room_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let settings = DoorSettings {
-        rooms: vec![room.clone()],
-        allow: vec![alice_user.user_id.clone()],
-        ..DoorSettings::default()
-    };
-    let home = DoorHome::new(&synapse, door_user, &settings);
+    let harness::world::BrowserWorld {
+        synapse,
+        mut alice,
+        alice_user: _,
+        home,
+        room,
+    } = harness::world::with_browser(true, None, false, DoorSettings::default());
     let me = home.user.user_id.clone();
 
     // The door's own view of its account, with the token `intercom login` stored.

@@ -20,6 +20,7 @@ pub mod coturn;
 pub mod door;
 pub mod netns;
 pub mod synapse;
+pub mod world;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
