@@ -49,6 +49,9 @@ use crate::media::{
     VideoSettings, VideoSource, FRAME_SAMPLES,
 };
 
+/// How long the first offer waits for gathering to finish (host candidates take a few
+/// milliseconds; a TURN allocation may take longer, and then trickles after the invite).
+const OFFER_GATHERING: Duration = Duration::from_millis(150);
 /// One Opus frame.
 const AUDIO_FRAME: Duration = Duration::from_millis(20);
 /// Keyframes answer requests at most this often: a viewer that keeps asking (a PLI every few
@@ -434,7 +437,7 @@ impl CallTask {
             }
         };
         call.started = started;
-        if let Err(reason) = call.negotiate_first(offer).await {
+        if let Err(reason) = call.negotiate_first(offer, &mut signals).await {
             log::warn!(call_id = self.id.0.as_str(); "cannot negotiate: {reason}");
             call.task.report(RtcEvent::Failed { reason });
             call.close().await;
@@ -614,7 +617,17 @@ impl<'a> Call<'a> {
     }
 
     /// The first offer, or the answer to the peer's offer.
-    async fn negotiate_first(&mut self, offer: Option<SessionDescription>) -> Result<(), String> {
+    ///
+    /// The offer waits (briefly) for gathering and carries the candidates gathered by then, as
+    /// browsers' offers do: the callee can check them the moment it has the invite, instead of
+    /// waiting for the candidates event that follows it through the homeserver. Signals that
+    /// arrive meanwhile are handled afterwards, in order (the candidates among them are sent
+    /// again in the usual batches: harmless, and the door never depends on the SDP's copy).
+    async fn negotiate_first(
+        &mut self,
+        offer: Option<SessionDescription>,
+        signals: &mut mpsc::UnboundedReceiver<Signal>,
+    ) -> Result<(), String> {
         match offer {
             None => {
                 let offer = self
@@ -626,7 +639,23 @@ impl<'a> Call<'a> {
                     .set_local_description(offer.clone())
                     .await
                     .map_err(|e| error("set local offer", e))?;
-                self.local_description(SdpKind::Offer, offer.sdp);
+                let until = tokio::time::Instant::now() + OFFER_GATHERING;
+                let mut held = Vec::new();
+                while let Ok(Some(signal)) = tokio::time::timeout_at(until, signals.recv()).await {
+                    let done = matches!(signal, Signal::GatheringComplete);
+                    held.push(signal);
+                    if done {
+                        break;
+                    }
+                }
+                let sdp = match self.pc.local_description().await {
+                    Some(described) if described.sdp.contains("a=candidate:") => described.sdp,
+                    _ => offer.sdp,
+                };
+                self.local_description(SdpKind::Offer, sdp);
+                for signal in held {
+                    self.signal(signal).await;
+                }
                 Ok(())
             }
             Some(offer) if offer.kind == SdpKind::Offer => self.answer(offer).await,
