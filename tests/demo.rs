@@ -67,6 +67,9 @@ fn demo() {
     let t = alice.call(json!({"cmd": "timings", "call_id": call_id}))["timings"].clone();
     alice.call(json!({"cmd": "hangup", "call_id": call_id}));
     door.wait_log("call ended", wait);
+    if std::env::var_os("INTERCOM_DEMO_DOOR_LOG").is_some() {
+        println!("--- the door's log ---\n{}", door.log_text());
+    }
 
     let at = |k: &str| -> String {
         t[k]["wall_ms"]

@@ -255,7 +255,7 @@ impl Door {
         }
     }
 
-    fn log_text(&self) -> String {
+    pub fn log_text(&self) -> String {
         let mut lines = self.lines.clone();
         lines.extend(self.log.try_iter());
         let from = lines.len().saturating_sub(150);
