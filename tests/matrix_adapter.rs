@@ -32,6 +32,32 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The door's account and state directory, and alice (a plain client) in a room she made and
+/// invited the door to, which the door's configuration rings.
+struct AliceRoom {
+    door: User,
+    state: tempfile::TempDir,
+    alice_peer: Peer,
+    room: String,
+    config: MatrixConfig,
+}
+
+fn alice_room(synapse: &Synapse, encrypted: bool) -> AliceRoom {
+    let door = synapse.register("door");
+    let alice = synapse.register("alice");
+    let state = tempfile::tempdir().unwrap();
+    let alice_peer = Peer::login(synapse, &alice);
+    let room = alice_peer.create_room(&[&door.user_id], encrypted);
+    let config = door_config(synapse, &door, state.path(), &[&room], &[]);
+    AliceRoom {
+        door,
+        state,
+        alice_peer,
+        room,
+        config,
+    }
+}
+
 fn door_config(
     synapse: &Synapse,
     door: &User,
@@ -241,12 +267,14 @@ fn every_call_event_is_sent_as_the_spec_says() {
     }
     let t0 = Instant::now();
     let synapse = Synapse::start(None);
-    let door = synapse.register("door");
-    let alice = synapse.register("alice");
-    let state = tempfile::tempdir().unwrap();
-    let alice_peer = Peer::login(&synapse, &alice);
-    let room = alice_peer.create_room(&[&door.user_id], false);
-    let config = door_config(&synapse, &door, state.path(), &[&room], &[]);
+    let AliceRoom {
+        door,
+        // Bound, not `_`: the state directory must live as long as the test.
+        state: _state,
+        alice_peer,
+        room,
+        config,
+    } = alice_room(&synapse, false);
 
     runtime().block_on(async {
         let session = matrix::login(&config, &door.password).await.unwrap();
@@ -479,12 +507,14 @@ fn events_in_an_encrypted_room_are_encrypted() {
     }
     let t0 = Instant::now();
     let synapse = Synapse::start(None);
-    let door = synapse.register("door");
-    let alice = synapse.register("alice");
-    let state = tempfile::tempdir().unwrap();
-    let alice_peer = Peer::login(&synapse, &alice);
-    let room = alice_peer.create_room(&[&door.user_id], true);
-    let config = door_config(&synapse, &door, state.path(), &[&room], &[]);
+    let AliceRoom {
+        door,
+        // Bound, not `_`: the state directory must live as long as the test.
+        state: _state,
+        alice_peer,
+        room,
+        config,
+    } = alice_room(&synapse, true);
 
     runtime().block_on(async {
         let session = matrix::login(&config, &door.password).await.unwrap();
@@ -617,12 +647,13 @@ fn a_restart_resumes_without_replaying_and_an_outage_is_reported() {
     }
     let t0 = Instant::now();
     let mut synapse = Synapse::start(None);
-    let door = synapse.register("door");
-    let alice = synapse.register("alice");
-    let state = tempfile::tempdir().unwrap();
-    let alice_peer = Peer::login(&synapse, &alice);
-    let room = alice_peer.create_room(&[&door.user_id], false);
-    let config = door_config(&synapse, &door, state.path(), &[&room], &[]);
+    let AliceRoom {
+        door,
+        state,
+        alice_peer,
+        room,
+        config,
+    } = alice_room(&synapse, false);
     let is_hangup = |got: &[ReceivedEvent]| {
         got.iter()
             .any(|r| matches!(r.event.body, CallEventBody::Hangup { .. }))
