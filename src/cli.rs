@@ -198,6 +198,7 @@ fn check(path: &Path) -> Result<(), Error> {
     }
     let lines = [
         ("button", config.button.as_ref().map(|b| (&b.chip, &b.line))),
+        ("led", config.led.as_ref().map(|l| (&l.chip, &l.line))),
         (
             "door relay",
             config.door.as_ref().map(|d| (&d.chip, &d.line)),
@@ -205,11 +206,12 @@ fn check(path: &Path) -> Result<(), Error> {
     ];
     for (what, line) in lines {
         if let Some((chip, line)) = line {
-            findings.push(match crate::gpio::resolve(chip, line) {
-                Ok((path, offset)) => Finding {
+            // Requested and let go at once: a line another program holds is found here.
+            findings.push(match crate::gpio::probe(chip, line) {
+                Ok(detail) => Finding {
                     ok: true,
                     what: format!("{what} line {line}"),
-                    detail: format!("line {offset} of {}", path.display()),
+                    detail,
                     ..Finding::default()
                 },
                 Err(e) => Finding {
@@ -368,5 +370,11 @@ fn devices() {
     }
     for c in chips {
         println!("  {}  {} ({} lines)", c.path.display(), c.label, c.lines);
+        for (offset, name, consumer) in crate::gpio::named_lines(&c.path) {
+            match consumer {
+                Some(user) => println!("    {offset:>3}  {name}  (used by {user})"),
+                None => println!("    {offset:>3}  {name}"),
+            }
+        }
     }
 }

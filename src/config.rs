@@ -31,6 +31,8 @@ pub struct Config {
     #[serde(default)]
     pub button: Option<ButtonConfig>,
     #[serde(default)]
+    pub led: Option<LedConfig>,
+    #[serde(default)]
     pub door: Option<DoorConfig>,
     #[serde(default)]
     pub turn: Option<TurnConfig>,
@@ -91,6 +93,9 @@ pub struct CallConfig {
     pub video: bool,
     #[serde(default = "default_press_during_call")]
     pub press_during_call: PressDuringCall,
+    /// Post a picture of the camera, mentioning the people to ring, into each rung room.
+    #[serde(default = "default_true")]
+    pub snapshot: bool,
 }
 
 impl Default for CallConfig {
@@ -101,6 +106,7 @@ impl Default for CallConfig {
             max_length: default_max_length(),
             video: true,
             press_during_call: default_press_during_call(),
+            snapshot: true,
         }
     }
 }
@@ -185,7 +191,51 @@ pub struct ButtonConfig {
     pub active_low: bool,
     #[serde(default = "default_debounce", with = "duration")]
     pub debounce: Duration,
+    #[serde(default)]
+    pub bias: Bias,
+    #[serde(default = "default_long_press", with = "duration")]
+    pub long_press: Duration,
+    #[serde(default = "default_long_press_action")]
+    pub long_press_action: LongPressAction,
 }
+
+/// The button line's bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bias {
+    /// Pull-up for an active-low button, pull-down otherwise.
+    #[default]
+    Auto,
+    PullUp,
+    PullDown,
+    /// No bias (an external resistor).
+    Disabled,
+    /// Leave the line's bias as it is.
+    AsIs,
+}
+
+/// What holding the button for `long_press` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LongPressAction {
+    None,
+    Hangup,
+    OpenDoor,
+}
+
+/// `[led]`: the button's light.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedConfig {
+    #[serde(default = "default_chip")]
+    pub chip: String,
+    pub line: GpioLine,
+    #[serde(default)]
+    pub active_low: bool,
+}
+
+/// The chip name that stands for no hardware: lines on it are synthetic (logged, never driven).
+pub const SYNTHETIC_CHIP: &str = "synthetic";
 
 /// `[door]`: an optional relay that opens the door.
 #[derive(Debug, Clone, Deserialize)]
@@ -198,6 +248,10 @@ pub struct DoorConfig {
     pub active_low: bool,
     #[serde(default = "default_pulse", with = "duration")]
     pub pulse: Duration,
+    #[serde(default = "default_true")]
+    pub call_command: bool,
+    #[serde(default)]
+    pub room_command: bool,
 }
 
 /// `[turn]`: TURN servers that override the homeserver's `/voip/turnServer`.
@@ -316,6 +370,12 @@ fn default_chip() -> String {
 fn default_debounce() -> Duration {
     Duration::from_millis(50)
 }
+fn default_long_press() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_long_press_action() -> LongPressAction {
+    LongPressAction::None
+}
 fn default_pulse() -> Duration {
     Duration::from_secs(2)
 }
@@ -338,13 +398,20 @@ fn default_of(key: &str) -> Option<&'static str> {
         "call.max_length" => "\"5m\"",
         "call.video" => "true",
         "call.press_during_call" => "\"ignore\"",
+        "call.snapshot" => "true",
         "camera.device" => "\"/dev/video0\"",
         "camera.width" => "640",
         "camera.height" => "480",
         "camera.fps" => "15",
         "audio.capture" | "audio.playback" => "\"default\"",
         "audio.echo_cancellation" => "true",
-        "button.chip" | "door.chip" => "\"gpiochip0\"",
+        "button.chip" | "door.chip" | "led.chip" => "\"gpiochip0\"",
+        "button.bias" => "\"auto\"",
+        "button.long_press" => "\"3s\"",
+        "button.long_press_action" => "\"none\"",
+        "led.active_low" => "false",
+        "door.call_command" => "true",
+        "door.room_command" => "false",
         "button.active_low" => "true",
         "button.debounce" => "\"50ms\"",
         "door.active_low" => "false",
@@ -650,9 +717,32 @@ impl Config {
             if b.debounce > Duration::from_secs(1) {
                 return Err(doc.at("button.debounce", "must be at most \"1s\""));
             }
+            if b.long_press < Duration::from_millis(500) || b.long_press > Duration::from_secs(30) {
+                return Err(doc.at("button.long_press", "expected from \"500ms\" to \"30s\""));
+            }
+            if b.long_press_action == LongPressAction::OpenDoor && self.door.is_none() {
+                return Err(doc.at(
+                    "button.long_press_action",
+                    "\"open-door\" needs a [door] relay",
+                ));
+            }
+        }
+        if let Some(l) = &self.led {
+            let taken = [
+                self.button.as_ref().map(|b| (&b.chip, &b.line, "button")),
+                self.door.as_ref().map(|d| (&d.chip, &d.line, "door relay")),
+            ];
+            for (chip, line, what) in taken.into_iter().flatten() {
+                if *chip == l.chip && *line == l.line && l.chip != SYNTHETIC_CHIP {
+                    return Err(doc.at(
+                        "led.line",
+                        &format!("line {line} of {chip} is already the {what}'s line"),
+                    ));
+                }
+            }
         }
         if let (Some(b), Some(d)) = (&self.button, &self.door) {
-            if b.chip == d.chip && b.line == d.line {
+            if b.chip == d.chip && b.line == d.line && b.chip != SYNTHETIC_CHIP {
                 return Err(doc.at(
                     "door.line",
                     &format!("line {} of {} is already the button's line", d.line, d.chip),
@@ -824,7 +914,7 @@ fn example_of(key: &str) -> &'static str {
         "matrix.homeserver" => ", like homeserver = \"https://matrix.example.org\"",
         "matrix.user" => ", like user = \"@door:example.org\"",
         "matrix.rooms" => ", like rooms = [\"!abc:example.org\"]",
-        "button.line" | "door.line" => ", like line = 17 or line = \"GPIO17\"",
+        "button.line" | "door.line" | "led.line" => ", like line = 17 or line = \"GPIO17\"",
         "turn.uris" => ", like uris = [\"turn:turn.example.org:3478\"]",
         _ => "",
     }

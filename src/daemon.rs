@@ -14,11 +14,13 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::call::{self, Core, Input, Output, RtcCommand};
+use crate::call::{self, CallEventBody, Core, Input, Output, RtcCommand};
 use crate::config::{self, Config};
 use crate::control::{self, Command};
 use crate::error::Error;
+use crate::gpio::{self, OutputConfig, OutputLine};
 use crate::matrix::{self, Matrix, MatrixEvent};
+use crate::panel::{Panel, PanelConfig, PanelOutput};
 use crate::rtc::{IceServer, Rtc, RtcSettings};
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -56,6 +58,104 @@ fn policy(config: &Config) -> call::Policy {
             config::PressDuringCall::Ignore => call::PressDuringCall::Ignore,
             config::PressDuringCall::Hangup => call::PressDuringCall::Hangup,
         },
+    }
+}
+
+/// The relay's rules for the core, from `[door]` and `[button]`.
+fn door_policy(config: &Config) -> call::DoorPolicy {
+    let long_press = match config.button.as_ref().map(|b| b.long_press_action) {
+        None | Some(config::LongPressAction::None) => call::LongPress::None,
+        Some(config::LongPressAction::Hangup) => call::LongPress::Hangup,
+        Some(config::LongPressAction::OpenDoor) => call::LongPress::OpenDoor,
+    };
+    match &config.door {
+        Some(d) => call::DoorPolicy {
+            relay: true,
+            pulse: d.pulse,
+            call_command: d.call_command,
+            room_command: d.room_command,
+            long_press,
+        },
+        None => call::DoorPolicy {
+            long_press,
+            ..call::DoorPolicy::default()
+        },
+    }
+}
+
+/// The panel's timing, from `[button]` and `[door]`.
+fn panel_config(config: &Config) -> PanelConfig {
+    let button = config.button.as_ref();
+    PanelConfig {
+        debounce: button.map_or(Duration::from_millis(50), |b| b.debounce),
+        long_press: button
+            .filter(|b| b.long_press_action != config::LongPressAction::None)
+            .map(|b| b.long_press),
+        pulse: config
+            .door
+            .as_ref()
+            .map_or(Duration::from_secs(2), |d| d.pulse),
+    }
+}
+
+/// The door's output lines, those configured.
+struct Lines {
+    led: Option<Box<dyn OutputLine>>,
+    relay: Option<Box<dyn OutputLine>>,
+}
+
+impl Lines {
+    fn open(config: &Config) -> Lines {
+        Lines {
+            led: config.led.as_ref().map(|l| {
+                gpio::open_output(OutputConfig {
+                    what: "led",
+                    chip: l.chip.clone(),
+                    line: l.line.clone(),
+                    active_low: l.active_low,
+                })
+            }),
+            relay: config.door.as_ref().map(|d| {
+                gpio::open_output(OutputConfig {
+                    what: "relay",
+                    chip: d.chip.clone(),
+                    line: d.line.clone(),
+                    active_low: d.active_low,
+                })
+            }),
+        }
+    }
+}
+
+/// What posting a snapshot when the door rings needs.
+struct Snapshots {
+    camera: config::VideoDevice,
+    video: crate::media::VideoSettings,
+    mention: Vec<call::UserId>,
+}
+
+impl Snapshots {
+    /// Takes a picture off the loop's thread, then posts it into `room`.
+    fn post(&self, matrix: &Arc<Matrix>, room: call::RoomId) {
+        let (camera, video) = (self.camera.clone(), self.video);
+        let mention = self.mention.clone();
+        let matrix = Arc::downgrade(matrix);
+        tokio::spawn(async move {
+            let jpeg = tokio::task::spawn_blocking(move || {
+                let mut source = crate::media::open_video(&camera, &video)?;
+                crate::media::snapshot::jpeg_from_source(source.as_mut())
+            })
+            .await;
+            match jpeg {
+                Ok(Ok(jpeg)) => {
+                    if let Some(matrix) = matrix.upgrade() {
+                        matrix.post_snapshot(room, jpeg, (video.width, video.height), mention);
+                    }
+                }
+                Ok(Err(e)) => log::warn!("no snapshot for {}: {e}", room.0),
+                Err(e) => log::warn!("no snapshot for {}: {e}", room.0),
+            }
+        });
     }
 }
 
@@ -115,7 +215,20 @@ async fn drive(config: Config) -> Result<(), Error> {
     let mut policy = policy(&config);
     policy.rooms = matrix.rooms();
     let mut core = Core::new(policy, identity.clone(), call_seed());
+    core.set_door_policy(door_policy(&config));
     let mut status = Status::default();
+    let mut panel = Panel::new(panel_config(&config), Instant::now());
+    let mut lines = Lines::open(&config);
+    let snapshots = config.call.snapshot.then(|| Snapshots {
+        camera: config.camera.device.clone(),
+        video: crate::media::VideoSettings::from_config(&config),
+        mention: config
+            .matrix
+            .allow
+            .iter()
+            .map(|u| call::UserId(u.0.clone()))
+            .collect(),
+    });
 
     let (matrix_tx, mut matrix_events) = mpsc::channel(64);
     matrix.spawn_sync(matrix_tx);
@@ -130,7 +243,7 @@ async fn drive(config: Config) -> Result<(), Error> {
         }
     }
 
-    let (press_tx, mut presses) = mpsc::channel(8);
+    let (press_tx, mut edges) = mpsc::channel(8);
     if let Some(button) = config.button.clone() {
         crate::gpio::spawn_button(button, press_tx);
     } else {
@@ -154,14 +267,47 @@ async fn drive(config: Config) -> Result<(), Error> {
     notify(&[NotifyState::Ready, NotifyState::Status(&status.line())]);
 
     loop {
-        while let Some(output) = core.poll_output() {
-            dispatch(output, &matrix, &mut rtc, &mut status);
+        let now = Instant::now();
+        loop {
+            if let Some(output) = core.poll_output() {
+                let out = Outlets {
+                    matrix: &matrix,
+                    snapshots: snapshots.as_ref(),
+                };
+                dispatch(output, &out, &mut rtc, &mut status, &mut panel, now);
+                continue;
+            }
+            panel.set_activity(now, core.activity());
+            match panel.poll_output() {
+                Some(PanelOutput::Led(on)) => {
+                    if let Some(led) = &mut lines.led {
+                        led.set(on);
+                    }
+                }
+                Some(PanelOutput::Relay(on)) => {
+                    if let Some(relay) = &mut lines.relay {
+                        relay.set(on);
+                    }
+                }
+                Some(PanelOutput::Pressed) => {
+                    log::info!("button pressed");
+                    core.handle_input(now, Input::ButtonPressed);
+                }
+                Some(PanelOutput::LongPressed) => {
+                    log::info!("button held (long press)");
+                    core.handle_input(now, Input::LongPress);
+                }
+                None => break,
+            }
         }
         // Before waiting: a changed status reaches systemd now, not at the next event.
         if status.changed() {
             notify(&[NotifyState::Status(&status.line())]);
         }
-        let deadline = core.poll_timeout();
+        let deadline = [core.poll_timeout(), panel.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
         let sleep = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -172,7 +318,11 @@ async fn drive(config: Config) -> Result<(), Error> {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify(&[NotifyState::Watchdog]),
-            () = sleep => core.handle_timeout(Instant::now()),
+            () = sleep => {
+                let now = Instant::now();
+                core.handle_timeout(now);
+                panel.handle_timeout(now);
+            }
             Some(event) = matrix_events.recv() => match event {
                 MatrixEvent::Batch(events) => {
                     core.handle_input(Instant::now(), Input::SyncBatch(events));
@@ -180,17 +330,23 @@ async fn drive(config: Config) -> Result<(), Error> {
                 MatrixEvent::MemberLeft { room, user } => {
                     core.handle_input(Instant::now(), Input::MemberLeft { room, user });
                 }
-                MatrixEvent::Online => status.set_online(None),
-                MatrixEvent::Offline(why) => status.set_online(Some(why)),
+                MatrixEvent::Message(message) => {
+                    core.handle_input(Instant::now(), Input::Message(message));
+                }
+                MatrixEvent::Online => {
+                    status.set_online(None);
+                    panel.set_online(Instant::now(), true);
+                }
+                MatrixEvent::Offline(why) => {
+                    status.set_online(Some(why));
+                    panel.set_online(Instant::now(), false);
+                }
             },
             Some((call, event)) = rtc_events.recv() => {
                 core.handle_input(Instant::now(), Input::Rtc { call, event });
             }
             Some(servers) = turn_updates.recv() => rtc.set_ice_servers(servers),
-            Some(()) = presses.recv() => {
-                log::info!("button pressed");
-                core.handle_input(Instant::now(), Input::ButtonPressed);
-            }
+            Some(down) = edges.recv() => panel.button_edge(Instant::now(), down),
             Some(req) = requests.recv() => {
                 let answer = match req.command {
                     Command::Ring => {
@@ -208,7 +364,25 @@ async fn drive(config: Config) -> Result<(), Error> {
     log::info!("stopping");
     core.handle_input(Instant::now(), Input::Shutdown);
     while let Some(output) = core.poll_output() {
-        dispatch(output, &matrix, &mut rtc, &mut status);
+        let out = Outlets {
+            matrix: &matrix,
+            snapshots: None,
+        };
+        dispatch(
+            output,
+            &out,
+            &mut rtc,
+            &mut status,
+            &mut panel,
+            Instant::now(),
+        );
+    }
+    // The door stays shut and the light goes out with the daemon.
+    if let Some(relay) = &mut lines.relay {
+        relay.set(false);
+    }
+    if let Some(led) = &mut lines.led {
+        led.set(false);
     }
     notify(&[NotifyState::Stopping, NotifyState::Status("Stopping")]);
     drop(rtc);
@@ -262,9 +436,30 @@ impl Status {
     }
 }
 
+/// Where the core's outputs for Matrix go.
+struct Outlets<'a> {
+    matrix: &'a Arc<Matrix>,
+    snapshots: Option<&'a Snapshots>,
+}
+
 /// Carries one output of the core to the adapter it is for.
-fn dispatch(output: Output, matrix: &Matrix, rtc: &mut Rtc, status: &mut Status) {
+fn dispatch(
+    output: Output,
+    out: &Outlets,
+    rtc: &mut Rtc,
+    status: &mut Status,
+    panel: &mut Panel,
+    now: Instant,
+) {
     match output {
+        Output::OpenDoor { by } => {
+            if panel.open_door(now) {
+                log::info!("door opened by {by}");
+            } else {
+                log::info!("door: {by}'s open merged into the pulse under way");
+            }
+        }
+        Output::Post { room, text } => out.matrix.post_text(room, text),
         Output::Status(s) => {
             log::info!("status: {s}");
             status.core = s;
@@ -276,7 +471,12 @@ fn dispatch(output: Output, matrix: &Matrix, rtc: &mut Rtc, status: &mut Status)
         Output::Send { room, event } => {
             log::debug!(call_id = event.call_id.0.as_str(), room = room.0.as_str();
                 "sending {}", event.body.event_type());
-            matrix.send(room, event);
+            let invite = matches!(event.body, CallEventBody::Invite { .. });
+            out.matrix.send(room.clone(), event);
+            // The door's invites go out only when it rings out: the picture follows each.
+            if let (true, Some(snapshots)) = (invite, out.snapshots) {
+                snapshots.post(out.matrix, room);
+            }
         }
         Output::Rtc { call, command } => {
             if command == RtcCommand::Close {

@@ -116,6 +116,14 @@ fn run_case(seed: u64) {
         party: PartyId("DOORDEVICE".into()),
     };
     let mut core = Core::new(policy, identity, "d");
+    let long_press = *rng.pick(&[LongPress::None, LongPress::Hangup, LongPress::OpenDoor]);
+    core.set_door_policy(DoorPolicy {
+        relay: rng.below(4) != 0,
+        pulse: Duration::from_millis(100 + rng.below(5000)),
+        call_command: rng.below(2) == 0,
+        room_command: rng.below(2) == 0,
+        long_press,
+    });
     let mut now = Instant::now();
     // Call ids seen so far, to aim events at live calls; who sent each invite.
     let mut ids: Vec<CallId> = vec![CallId("1".into()), CallId("zzz".into())];
@@ -125,98 +133,125 @@ fn run_case(seed: u64) {
     let steps = 5 + rng.below(30);
     for _ in 0..steps {
         now += Duration::from_millis(rng.below(3000));
-        match rng.below(100) {
-            0..=9 => core.handle_input(now, Input::ButtonPressed),
-            10..=59 => {
-                let n = 1 + rng.below(4);
-                let mut batch = Vec::new();
-                for _ in 0..n {
-                    let sender = rng.pick(USERS).to_string();
-                    let body = random_body(&mut rng);
-                    // A stranger's invites have call ids of their own ("m…"), which nobody else
-                    // uses: an answer to such an id can only be an answer to the stranger.
-                    let call_id =
-                        if sender == STRANGER && matches!(body, CallEventBody::Invite { .. }) {
-                            CallId(format!("m{}", rng.below(4)))
-                        } else {
-                            loop {
-                                let id = rng.pick(&ids).clone();
-                                if !id.0.starts_with('m') {
-                                    break id;
-                                }
-                            }
-                        };
-                    let ev = ReceivedEvent {
-                        room: RoomId(rng.pick(ROOMS).to_string()),
-                        sender: UserId(sender),
-                        age: if rng.chance(10) {
-                            None
-                        } else {
-                            Some(Duration::from_millis(rng.below(100_000)))
-                        },
-                        encrypted: rng.chance(50),
-                        event: CallEvent {
-                            call_id,
-                            party_id: PartyId(rng.pick(PARTIES).to_string()),
-                            body,
-                        },
-                    };
-                    if matches!(ev.event.body, CallEventBody::Invite { .. })
-                        && ev.sender.0 == STRANGER
-                    {
-                        inviter.insert(ev.event.call_id.clone(), ev.sender.0.clone());
-                    }
-                    batch.push(ev.clone());
-                    if rng.chance(10) {
-                        batch.push(ev); // duplicated
-                    }
-                }
-                if rng.chance(20) {
-                    batch.reverse(); // reordered
-                }
-                core.handle_input(now, Input::SyncBatch(batch));
+        // Who may open the door with this step's input: an allow-listed sender of `!open`, or
+        // the button held when its long press opens the door. Nobody else, ever.
+        let mut opener: Option<String> = None;
+        if rng.below(8) == 0 {
+            let sender = rng.pick(USERS).to_string();
+            let body = rng
+                .pick(&["!open", " !OPEN\n", "!opens", "open", ""])
+                .to_string();
+            if sender != STRANGER && sender != "@door:hs" {
+                opener = Some(sender.clone());
             }
-            60..=84 => {
-                let call = match (&local, rng.chance(80)) {
-                    (Some(c), true) => c.clone(),
-                    _ => rng.pick(&ids).clone(),
-                };
-                let event = match rng.below(6) {
-                    0 => RtcEvent::LocalDescription(sdp(&mut rng)),
-                    1 => RtcEvent::LocalCandidates(vec![Candidate {
-                        candidate: "c".into(),
-                        sdp_mid: None,
-                        sdp_m_line_index: None,
-                    }]),
-                    2 => RtcEvent::GatheringComplete,
-                    3 => RtcEvent::Connection(*rng.pick(&[
-                        ConnectionState::Connecting,
-                        ConnectionState::Connected,
-                        ConnectionState::Disconnected,
-                        ConnectionState::Failed,
-                    ])),
-                    4 => RtcEvent::Failed { reason: "x".into() },
-                    _ => RtcEvent::Connection(ConnectionState::Connected),
-                };
-                core.handle_input(now, Input::Rtc { call, event });
-            }
-            85..=94 => {
-                now += Duration::from_millis(rng.below(40_000));
-                core.handle_timeout(now);
-            }
-            95..=97 => core.handle_input(
+            core.handle_input(
                 now,
-                Input::MemberLeft {
+                Input::Message(ReceivedMessage {
                     room: RoomId(rng.pick(ROOMS).to_string()),
-                    user: UserId(rng.pick(USERS).to_string()),
-                },
-            ),
-            _ => core.handle_input(
-                now,
-                Input::MediaFailed {
-                    what: "camera".into(),
-                },
-            ),
+                    sender: UserId(sender),
+                    age: Some(Duration::from_millis(rng.below(60_000))),
+                    body,
+                }),
+            );
+        } else if rng.below(30) == 0 {
+            if long_press == LongPress::OpenDoor {
+                opener = Some("the button (long press)".into());
+            }
+            core.handle_input(now, Input::LongPress);
+        } else {
+            match rng.below(100) {
+                0..=9 => core.handle_input(now, Input::ButtonPressed),
+                10..=59 => {
+                    let n = 1 + rng.below(4);
+                    let mut batch = Vec::new();
+                    for _ in 0..n {
+                        let sender = rng.pick(USERS).to_string();
+                        let body = random_body(&mut rng);
+                        // A stranger's invites have call ids of their own ("m…"), which nobody else
+                        // uses: an answer to such an id can only be an answer to the stranger.
+                        let call_id =
+                            if sender == STRANGER && matches!(body, CallEventBody::Invite { .. }) {
+                                CallId(format!("m{}", rng.below(4)))
+                            } else {
+                                loop {
+                                    let id = rng.pick(&ids).clone();
+                                    if !id.0.starts_with('m') {
+                                        break id;
+                                    }
+                                }
+                            };
+                        let ev = ReceivedEvent {
+                            room: RoomId(rng.pick(ROOMS).to_string()),
+                            sender: UserId(sender),
+                            age: if rng.chance(10) {
+                                None
+                            } else {
+                                Some(Duration::from_millis(rng.below(100_000)))
+                            },
+                            encrypted: rng.chance(50),
+                            event: CallEvent {
+                                call_id,
+                                party_id: PartyId(rng.pick(PARTIES).to_string()),
+                                body,
+                            },
+                        };
+                        if matches!(ev.event.body, CallEventBody::Invite { .. })
+                            && ev.sender.0 == STRANGER
+                        {
+                            inviter.insert(ev.event.call_id.clone(), ev.sender.0.clone());
+                        }
+                        batch.push(ev.clone());
+                        if rng.chance(10) {
+                            batch.push(ev); // duplicated
+                        }
+                    }
+                    if rng.chance(20) {
+                        batch.reverse(); // reordered
+                    }
+                    core.handle_input(now, Input::SyncBatch(batch));
+                }
+                60..=84 => {
+                    let call = match (&local, rng.chance(80)) {
+                        (Some(c), true) => c.clone(),
+                        _ => rng.pick(&ids).clone(),
+                    };
+                    let event = match rng.below(6) {
+                        0 => RtcEvent::LocalDescription(sdp(&mut rng)),
+                        1 => RtcEvent::LocalCandidates(vec![Candidate {
+                            candidate: "c".into(),
+                            sdp_mid: None,
+                            sdp_m_line_index: None,
+                        }]),
+                        2 => RtcEvent::GatheringComplete,
+                        3 => RtcEvent::Connection(*rng.pick(&[
+                            ConnectionState::Connecting,
+                            ConnectionState::Connected,
+                            ConnectionState::Disconnected,
+                            ConnectionState::Failed,
+                        ])),
+                        4 => RtcEvent::Failed { reason: "x".into() },
+                        _ => RtcEvent::Connection(ConnectionState::Connected),
+                    };
+                    core.handle_input(now, Input::Rtc { call, event });
+                }
+                85..=94 => {
+                    now += Duration::from_millis(rng.below(40_000));
+                    core.handle_timeout(now);
+                }
+                95..=97 => core.handle_input(
+                    now,
+                    Input::MemberLeft {
+                        room: RoomId(rng.pick(ROOMS).to_string()),
+                        user: UserId(rng.pick(USERS).to_string()),
+                    },
+                ),
+                _ => core.handle_input(
+                    now,
+                    Input::MediaFailed {
+                        what: "camera".into(),
+                    },
+                ),
+            }
         }
         let mut count = 0;
         while let Some(out) = core.poll_output() {
@@ -246,6 +281,20 @@ fn run_case(seed: u64) {
                 }
                 Output::Send { event, .. } if !ids.contains(&event.call_id) && ids.len() < 12 => {
                     ids.push(event.call_id);
+                }
+                Output::OpenDoor { by } => {
+                    assert_eq!(
+                        Some(&by),
+                        opener.as_ref(),
+                        "seed {seed}: the door opened for {by} without being asked by someone allowed"
+                    );
+                    assert_ne!(by, STRANGER, "seed {seed}: a stranger opened the door");
+                }
+                Output::Post { text, .. } => {
+                    assert!(
+                        opener.is_some(),
+                        "seed {seed}: posted {text:?} in answer to no allowed user"
+                    );
                 }
                 _ => {}
             }

@@ -15,6 +15,7 @@
 //! The door is in at most one call at a time. A press rings every configured room at once, each
 //! room with a call id of its own (js-sdk keys calls by call id alone), and the first answer wins.
 
+mod door;
 mod events;
 mod policy;
 mod timers;
@@ -22,6 +23,7 @@ mod timers;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+pub use door::{DoorPolicy, LongPress, ReceivedMessage, MAX_COMMAND_AGE, OPEN_COMMAND};
 pub use events::{
     CallEvent, CallEventBody, Candidate, HangupReason, ReceivedEvent, SdpKind, SessionDescription,
     StreamPurpose, VERSION,
@@ -68,6 +70,20 @@ pub enum Input {
     MemberLeft { room: RoomId, user: UserId },
     /// The daemon is shutting down: hang up whatever is up.
     Shutdown,
+    /// A text message in one of the door's rooms (`!open`; see `door.rs`).
+    Message(ReceivedMessage),
+    /// The button was held for the long-press time ([`DoorPolicy::long_press`]).
+    LongPress,
+}
+
+/// What the door is doing, in the broad strokes its LED shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    Idle,
+    /// Calling out, or being called (ringing in, answering).
+    Ringing,
+    /// Answered: connecting or connected.
+    InCall,
 }
 
 /// What the WebRTC adapter reports.
@@ -111,6 +127,10 @@ pub enum Output {
     Notice(String),
     /// A call is over.
     CallEnded { call: CallId, reason: EndReason },
+    /// Close the door's relay for one pulse; `by` is who opened it (for the log).
+    OpenDoor { by: String },
+    /// Post a text message into a room (the audit line of an opening, a refusal's reason).
+    Post { room: RoomId, text: String },
 }
 
 /// Commands for the WebRTC adapter. They arrive in the order they must be carried out.
@@ -192,6 +212,9 @@ pub struct Core {
     last_press: Option<Instant>,
     next_call: u64,
     call_seed: String,
+    door: DoorPolicy,
+    /// The end of the relay's current pulse: an `!open` before it is merged into it.
+    door_open_until: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,6 +339,24 @@ impl Core {
             last_press: None,
             next_call: 0,
             call_seed,
+            door: DoorPolicy::default(),
+            door_open_until: None,
+        }
+    }
+
+    /// Sets the rules of the door's relay (by default there is none: nothing opens).
+    pub fn set_door_policy(&mut self, door: DoorPolicy) {
+        self.door = door;
+    }
+
+    /// What the door is doing, for its LED.
+    pub fn activity(&self) -> Activity {
+        match self.call.as_ref().map(|c| c.phase) {
+            None => Activity::Idle,
+            Some(Phase::Preparing | Phase::RingingOut | Phase::RingingIn | Phase::Answering) => {
+                Activity::Ringing
+            }
+            Some(Phase::Connecting | Phase::Connected) => Activity::InCall,
         }
     }
 
@@ -341,6 +382,15 @@ impl Core {
                 }
             }
             Input::Shutdown => self.hang_up(HangupReason::UserHangup),
+            Input::Message(msg) => self.on_message(now, msg),
+            Input::LongPress => match self.door.long_press {
+                LongPress::None => {}
+                LongPress::Hangup => self.hang_up(HangupReason::UserHangup),
+                LongPress::OpenDoor => {
+                    let rooms = self.policy.rooms.clone();
+                    self.open_door(now, "the button (long press)", &rooms);
+                }
+            },
         }
     }
 
@@ -432,6 +482,66 @@ impl Core {
         self.status(format!("Calling {} room(s)", self.policy.rooms.len()));
         self.timers
             .set(Timer::RingOut, now + self.policy.ring_timeout);
+    }
+
+    // --- the door's relay ----------------------------------------------------------------------
+
+    fn on_message(&mut self, now: Instant, msg: ReceivedMessage) {
+        if msg.sender == self.identity.user || !msg.is_open_command() {
+            return;
+        }
+        let call = self.call.as_ref().and_then(|c| {
+            let up = matches!(c.phase, Phase::Connecting | Phase::Connected);
+            c.peer.as_ref().filter(|_| up).map(|p| (&p.room, &p.user))
+        });
+        let verdict = door::judge(
+            &self.door,
+            &self.policy.allow,
+            &self.policy.rooms,
+            call,
+            &msg,
+        );
+        match verdict {
+            door::Verdict::Open => {
+                let room = [msg.room.clone()];
+                self.open_door(now, &msg.sender.0, &room);
+            }
+            door::Verdict::Refuse { why, tell } => {
+                self.notice(format!(
+                    "door: {OPEN_COMMAND} from {} in {} refused: {why}",
+                    msg.sender.0, msg.room.0
+                ));
+                if tell {
+                    self.emit(Output::Post {
+                        room: msg.room,
+                        text: format!("Door not opened: {why}."),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Opens the door for `by`, posting the audit line into `rooms`; merged into a pulse that
+    /// is under way.
+    fn open_door(&mut self, now: Instant, by: &str, rooms: &[RoomId]) {
+        if !self.door.relay {
+            self.notice(format!(
+                "door: {by} would open it, but no relay is configured"
+            ));
+            return;
+        }
+        if self.door_open_until.is_some_and(|t| now < t) {
+            self.notice(format!("door: already opening; {by}'s open merged into it"));
+            return;
+        }
+        self.door_open_until = Some(now + self.door.pulse);
+        self.emit(Output::OpenDoor { by: by.to_owned() });
+        for room in rooms {
+            self.emit(Output::Post {
+                room: room.clone(),
+                text: format!("Door opened by {by}"),
+            });
+        }
     }
 
     // --- sync batches --------------------------------------------------------------------------

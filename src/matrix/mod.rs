@@ -8,7 +8,11 @@
 //! - out: [`MatrixEvent`]s on the channel given to [`Matrix::spawn_sync`] — every call event of
 //!   one sync response as one [`MatrixEvent::Batch`], in order, with `age` and whether it was
 //!   encrypted ([`crate::call::Input::SyncBatch`]); [`MatrixEvent::MemberLeft`]
-//!   ([`crate::call::Input::MemberLeft`]); and whether the homeserver can be reached.
+//!   ([`crate::call::Input::MemberLeft`]); text messages ([`MatrixEvent::Message`],
+//!   [`crate::call::Input::Message`]) sent after the daemon started; and whether the homeserver
+//!   can be reached;
+//! - in: [`Matrix::post_text`] (an audit line, [`crate::call::Output::Post`]) in the same
+//!   ordered queue as the call events, and [`Matrix::post_snapshot`] (an `m.image`).
 //!
 //! The session (access token, device id) lives in a 0600 file in the state directory, written
 //! once by `intercom login` ([`session`]); the SQLite stores (state, sync token, crypto keys) in
@@ -17,6 +21,7 @@
 
 mod check;
 pub mod session;
+mod snapshot;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -45,7 +50,7 @@ use tokio::sync::{mpsc, watch};
 pub use check::{diagnose, Diagnosis, Level};
 pub use session::Session;
 
-use crate::call::{CallEvent, Identity, PartyId, ReceivedEvent, RoomId, UserId};
+use crate::call::{CallEvent, Identity, PartyId, ReceivedEvent, ReceivedMessage, RoomId, UserId};
 use crate::config::{MatrixConfig, RoomRef};
 use crate::error::Error;
 
@@ -80,6 +85,9 @@ pub enum MatrixEvent {
     Batch(Vec<ReceivedEvent>),
     /// Someone else left (or was kicked or banned from) a room the door is in.
     MemberLeft { room: RoomId, user: UserId },
+    /// A text message (`m.text`, decrypted when it was encrypted) from someone else, sent after
+    /// the daemon started: messages from before are history and never reported.
+    Message(ReceivedMessage),
     /// A sync succeeded: after the first one, and again after failures.
     Online,
     /// Syncing started failing (sent once, until the next [`MatrixEvent::Online`]); the loop
@@ -115,7 +123,7 @@ pub struct Matrix {
     config: MatrixConfig,
     identity: Identity,
     rooms: Vec<RoomId>,
-    outbox: mpsc::UnboundedSender<(RoomId, CallEvent)>,
+    outbox: mpsc::UnboundedSender<(RoomId, Outgoing)>,
     /// The sending queue's task: done once every queued event was sent or given up.
     sending: tokio::task::JoinHandle<()>,
     /// True once a sync has succeeded since start: until then the store may not know the rooms.
@@ -253,9 +261,62 @@ impl Matrix {
     /// queued, each retried a few times with backoff; a failure is logged (naming the room and
     /// the event type) and the queue goes on. Encrypted rooms get encrypted events.
     pub fn send(&self, room: RoomId, event: CallEvent) {
-        if self.outbox.send((room, event)).is_err() {
+        if self.outbox.send((room, Outgoing::Call(event))).is_err() {
             log::error!("the Matrix sending queue has stopped: event dropped");
         }
+    }
+
+    /// Queues a text message (`m.notice`: a bot's line, which clients do not answer) for
+    /// `room`, in order with the call events.
+    pub fn post_text(&self, room: RoomId, text: String) {
+        if self.outbox.send((room, Outgoing::Text(text))).is_err() {
+            log::error!("the Matrix sending queue has stopped: message dropped");
+        }
+    }
+
+    /// Posts `jpeg` (`width` x `height`) into `room` as an `m.image`, its caption mentioning
+    /// those of `mention` who are members of the room (`m.mentions` and their ids in the body),
+    /// on a task of its own: it never holds up the call's events. Encrypted rooms get an
+    /// encrypted upload. Tried a few times; a failure is logged naming the room.
+    pub fn post_snapshot(
+        &self,
+        room: RoomId,
+        jpeg: Vec<u8>,
+        size: (u32, u32),
+        mention: Vec<UserId>,
+    ) {
+        let client = self.client.clone();
+        let mut synced = self.synced.subscribe();
+        tokio::spawn(async move {
+            let mut backoff = MIN_BACKOFF;
+            for attempt in 1..=SEND_ATTEMPTS {
+                let sent = snapshot::post(&client, &room, &jpeg, size, &mention, &mut synced).await;
+                let r = room.0.as_str();
+                match sent {
+                    Ok(to) => {
+                        let to = if to.is_empty() {
+                            "nobody".to_owned()
+                        } else {
+                            to.join(", ")
+                        };
+                        log::info!(room = r; "snapshot posted to {r}, mentioning {to}");
+                        return;
+                    }
+                    Err(Failure::Permanent(e)) => {
+                        log::error!(room = r; "cannot post the snapshot to {r}: {e}");
+                        return;
+                    }
+                    Err(Failure::Transient(e)) if attempt == SEND_ATTEMPTS => {
+                        log::error!(room = r; "cannot post the snapshot to {r} after {SEND_ATTEMPTS} tries: {e}");
+                    }
+                    Err(Failure::Transient(e)) => {
+                        log::warn!(room = r; "posting the snapshot to {r} failed, retrying: {e}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }
+        });
     }
 
     /// Starts the sync loop: a task that syncs until `events` is closed, and reports what it sees
@@ -270,6 +331,8 @@ impl Matrix {
             allow: self.config.allow.iter().map(|u| u.0.clone()).collect(),
             synced: self.synced.clone(),
             events,
+            started: std::time::SystemTime::now(),
+            started_at: std::time::Instant::now(),
         };
         tokio::spawn(sync.run());
     }
@@ -395,6 +458,9 @@ struct SyncLoop {
     allow: Vec<String>,
     synced: watch::Sender<bool>,
     events: mpsc::Sender<MatrixEvent>,
+    /// When the loop started: messages sent before are history.
+    started: std::time::SystemTime,
+    started_at: std::time::Instant,
 }
 
 impl SyncLoop {
@@ -445,7 +511,11 @@ impl SyncLoop {
                     if catching_up {
                         log::info!("first sync of this store: its history is not looked at");
                     } else {
-                        for event in translate(&response, &self.me) {
+                        let since = Since {
+                            wall: self.started,
+                            elapsed: self.started_at.elapsed(),
+                        };
+                        for event in translate(&response, &self.me, &since) {
                             if !self.report(event).await {
                                 return;
                             }
@@ -522,8 +592,9 @@ fn sync_filter() -> sync_events::v3::Filter {
 
 /// What the driver needs of one sync response: one batch of every call event in every joined
 /// room, then who left. Undecryptable and malformed events are logged and left out.
-fn translate(response: &SyncResponse, me: &str) -> Vec<MatrixEvent> {
+fn translate(response: &SyncResponse, me: &str, since: &Since) -> Vec<MatrixEvent> {
     let mut batch = Vec::new();
+    let mut messages = Vec::new();
     let mut left = Vec::new();
     let mut leave = |room: &RoomId, user: Option<UserId>| {
         if let Some(user) = user {
@@ -541,6 +612,7 @@ fn translate(response: &SyncResponse, me: &str) -> Vec<MatrixEvent> {
         let room = RoomId(room_id.to_string());
         for event in &update.timeline.events {
             batch.extend(call_event(&room, event));
+            messages.extend(text_message(&room, event, me, since).map(MatrixEvent::Message));
             leave(&room, departed(event.raw(), me));
         }
         let (matrix_sdk::sync::State::Before(state) | matrix_sdk::sync::State::After(state)) =
@@ -553,8 +625,74 @@ fn translate(response: &SyncResponse, me: &str) -> Vec<MatrixEvent> {
     if !batch.is_empty() {
         out.push(MatrixEvent::Batch(batch));
     }
+    out.extend(messages);
     out.extend(left);
     out
+}
+
+/// When the daemon started, to tell live messages from history.
+struct Since {
+    wall: std::time::SystemTime,
+    /// How long ago, when the response arrived.
+    elapsed: Duration,
+}
+
+impl Since {
+    /// Whether an event the homeserver received `age` ago (or, without an age, stamped
+    /// `origin_server_ts`) was sent after the daemon started. The age is the homeserver's own
+    /// measure, so a clock that differs between the door and the homeserver does not matter.
+    fn is_live(&self, age: Option<Duration>, origin_server_ts: Option<u64>) -> bool {
+        match (age, origin_server_ts) {
+            (Some(age), _) => age <= self.elapsed,
+            (None, Some(ts)) => {
+                let start = self
+                    .wall
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis();
+                u128::from(ts) >= start
+            }
+            (None, None) => false,
+        }
+    }
+}
+
+/// A timeline event as a live text message from someone else, when it is one.
+fn text_message(
+    room: &RoomId,
+    event: &TimelineEvent,
+    me: &str,
+    since: &Since,
+) -> Option<ReceivedMessage> {
+    let raw = event.raw();
+    if raw.get_field::<String>("type").ok().flatten()? != "m.room.message" {
+        return None;
+    }
+    let sender = raw.get_field::<String>("sender").ok().flatten()?;
+    if sender == me {
+        return None;
+    }
+    let content: Value = raw.get_field("content").ok().flatten()?;
+    if content["msgtype"] != "m.text" {
+        return None;
+    }
+    let body = content["body"].as_str()?.to_owned();
+    let unsigned: Option<Value> = raw.get_field("unsigned").ok().flatten();
+    let age = unsigned
+        .as_ref()
+        .and_then(|u| u["age"].as_i64())
+        .map(|ms| Duration::from_millis(ms.max(0).unsigned_abs()));
+    let ts = raw.get_field::<u64>("origin_server_ts").ok().flatten();
+    if !since.is_live(age, ts) {
+        log::debug!(room = room.0.as_str(); "a message from {sender} from before the start: not looked at");
+        return None;
+    }
+    Some(ReceivedMessage {
+        room: room.clone(),
+        sender: UserId(sender),
+        age,
+        body,
+    })
 }
 
 /// A timeline event as a call event, when it is one.
@@ -639,9 +777,15 @@ fn describe(e: &HttpError) -> String {
 
 /// Hands each queued event to its room's sender, starting one per room on first use, so that a
 /// room whose sends are failing does not hold up the others.
+/// What the sending queue sends.
+enum Outgoing {
+    Call(CallEvent),
+    Text(String),
+}
+
 async fn dispatch(
     client: Client,
-    mut queue: mpsc::UnboundedReceiver<(RoomId, CallEvent)>,
+    mut queue: mpsc::UnboundedReceiver<(RoomId, Outgoing)>,
     synced: watch::Receiver<bool>,
 ) {
     let mut rooms = HashMap::new();
@@ -665,12 +809,21 @@ async fn dispatch(
 async fn send_room(
     client: Client,
     room: RoomId,
-    mut queue: mpsc::UnboundedReceiver<CallEvent>,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
     mut synced: watch::Receiver<bool>,
 ) {
-    while let Some(event) = queue.recv().await {
-        let (event_type, content) = wire::to_wire(&event);
-        let call_id = event.call_id.0.as_str();
+    while let Some(outgoing) = queue.recv().await {
+        let (event_type, content, call_id) = match &outgoing {
+            Outgoing::Call(event) => {
+                let (t, c) = wire::to_wire(event);
+                (t, c, event.call_id.0.as_str())
+            }
+            Outgoing::Text(text) => (
+                "m.room.message",
+                serde_json::json!({"msgtype": "m.notice", "body": text}),
+                "",
+            ),
+        };
         // One transaction id for every try: the homeserver keeps a retried event only once.
         let txn = TransactionId::new();
         let mut backoff = MIN_BACKOFF;
@@ -720,6 +873,21 @@ async fn send_one(
     txn: &TransactionId,
     synced: &mut watch::Receiver<bool>,
 ) -> Result<(), Failure> {
+    let joined = joined_room(client, room, synced).await?;
+    joined
+        .send_raw(event_type, content.clone())
+        .with_transaction_id(txn)
+        .await
+        .map(drop)
+        .map_err(|e| Failure::Transient(e.to_string()))
+}
+
+/// The room, once the door is joined to it.
+async fn joined_room(
+    client: &Client,
+    room: &RoomId,
+    synced: &mut watch::Receiver<bool>,
+) -> Result<matrix_sdk::Room, Failure> {
     let room_id = OwnedRoomId::try_from(room.0.as_str())
         .map_err(|e| Failure::Permanent(format!("not a room id: {e}")))?;
     if client.get_room(&room_id).is_none() && !*synced.borrow() {
@@ -745,10 +913,5 @@ async fn send_one(
             joined.state()
         )));
     }
-    joined
-        .send_raw(event_type, content.clone())
-        .with_transaction_id(txn)
-        .await
-        .map(drop)
-        .map_err(|e| Failure::Transient(e.to_string()))
+    Ok(joined)
 }

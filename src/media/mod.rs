@@ -14,6 +14,7 @@
 
 pub mod h264;
 pub mod opus_codec;
+pub mod snapshot;
 pub mod synthetic;
 
 use std::fmt;

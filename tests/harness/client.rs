@@ -159,6 +159,23 @@ impl Client {
         chunk
     }
 
+    /// The bytes of an `mxc://server/id` upload (authenticated media).
+    pub fn download(&self, mxc: &str) -> Vec<u8> {
+        let path = mxc.strip_prefix("mxc://").expect(mxc);
+        ureq::get(&format!(
+            "{}/_matrix/client/v1/media/download/{path}",
+            self.base
+        ))
+        .header("Authorization", &format!("Bearer {}", self.token))
+        .call()
+        .unwrap_or_else(|e| panic!("downloading {mxc} as {}: {e}", self.user_id))
+        .body_mut()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_vec()
+        .unwrap()
+    }
+
     /// This account's devices (`/devices`).
     pub fn devices(&self) -> Vec<Value> {
         self.get("/devices")["devices"]

@@ -23,6 +23,8 @@ pub struct DoorSettings {
     pub camera: (u32, u32),
     /// Extra TOML appended to the file (e.g. a `[turn]` section).
     pub extra: String,
+    /// Extra keys of the `[call]` section (e.g. `snapshot = false`).
+    pub call_extra: String,
 }
 
 impl Default for DoorSettings {
@@ -35,6 +37,7 @@ impl Default for DoorSettings {
             max_length: "5m",
             camera: (320, 240),
             extra: String::new(),
+            call_extra: String::new(),
         }
     }
 }
@@ -92,6 +95,7 @@ device_name = "door under test"
 incoming = "{incoming}"
 ring_timeout = "{ring}"
 max_length = "{max}"
+{call_extra}
 
 [camera]
 device = "test-pattern"
@@ -122,6 +126,7 @@ filter = "info,intercom=debug"
                 height = s.camera.1,
                 socket = d.join("control.sock").display(),
                 extra = s.extra,
+                call_extra = s.call_extra,
             ),
         )
         .unwrap();
