@@ -151,7 +151,7 @@ fn check(path: &Path) -> Result<(), Error> {
         }),
         VideoDevice::Path(p) => {
             // Opens the camera, chooses as a call would, and closes it again.
-            let video = crate::media::VideoSettings::from_config(config);
+            let video = crate::media::VideoSettings::from_config(&config);
             let (ok, detail) = match crate::media::v4l2::probe(p).and_then(|caps| {
                 crate::media::camera::choose(
                     &caps,

@@ -505,10 +505,14 @@ pub mod bitrate {
                 parse(v).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
-                u32::try_from(v).map_err(|_| E::custom(format!("expected a bitrate in bits a second, found {v}")))
+                u32::try_from(v).map_err(|_| {
+                    E::custom(format!("expected a bitrate in bits a second, found {v}"))
+                })
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
-                u32::try_from(v).map_err(|_| E::custom(format!("expected a bitrate in bits a second, found {v}")))
+                u32::try_from(v).map_err(|_| {
+                    E::custom(format!("expected a bitrate in bits a second, found {v}"))
+                })
             }
         }
         d.deserialize_any(V)

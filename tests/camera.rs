@@ -24,7 +24,10 @@ const EMIT: &str = "INTERCOM_TEST_EMIT_H264";
 /// test pattern and writes them to fd 3. Does nothing in an ordinary run.
 #[test]
 fn emit_test_h264() {
-    let Some(frames) = std::env::var(EMIT).ok().and_then(|v| v.parse::<usize>().ok()) else {
+    let Some(frames) = std::env::var(EMIT)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
         return;
     };
     // SAFETY: the command line opens fd 3 for this process (`3>&1`) and nothing else uses it.
@@ -32,7 +35,9 @@ fn emit_test_h264() {
     let mut pattern = TestPattern::new(320, 240, 15);
     let mut encoder = H264Encoder::new(320, 240, 15, 300_000).unwrap();
     for _ in 0..frames {
-        let au = encoder.encode(&pattern.next_frame().unwrap(), false).unwrap();
+        let au = encoder
+            .encode(&pattern.next_frame().unwrap(), false)
+            .unwrap();
         out.write_all(&au).unwrap();
     }
     out.flush().unwrap();

@@ -138,10 +138,7 @@ impl Rates {
             .min_by(|a, b| a.total_cmp(b));
         match at_or_above {
             Some(r) => (r, false),
-            None => (
-                rates.iter().copied().fold(0.0, f64::max),
-                !rates.is_empty(),
-            ),
+            None => (rates.iter().copied().fold(0.0, f64::max), !rates.is_empty()),
         }
     }
 }
@@ -311,8 +308,9 @@ pub fn choose(
         let key = (size_distance, shortfall, path_rank, format_rank, excess);
         if best.as_ref().is_none_or(|b| key < b.key) {
             let how = match &encoding {
-                Encoding::PassThrough => "the camera's own H.264, passed through without encoding"
-                    .to_owned(),
+                Encoding::PassThrough => {
+                    "the camera's own H.264, passed through without encoding".to_owned()
+                }
                 Encoding::Hardware { device, input } => {
                     let via = if *input == format.fourcc {
                         String::new()
@@ -321,7 +319,10 @@ pub fn choose(
                     } else {
                         format!(", converted to {input}")
                     };
-                    format!("{} frames{via} encoded by the hardware encoder {device}", format.fourcc)
+                    format!(
+                        "{} frames{via} encoded by the hardware encoder {device}",
+                        format.fourcc
+                    )
                 }
                 Encoding::Software => {
                     let what = if kind == FormatKind::Jpeg {
@@ -337,7 +338,11 @@ pub fn choose(
                     format!(
                         "{} frames {what}encoded in software (openh264; {why}{})",
                         format.fourcc,
-                        if camera.formats.iter().any(|f| f.fourcc.kind() == FormatKind::H264) {
+                        if camera
+                            .formats
+                            .iter()
+                            .any(|f| f.fourcc.kind() == FormatKind::H264)
+                        {
                             ", and the camera's H.264 is further from the wanted size"
                         } else {
                             ", and the camera has no H.264"
@@ -417,20 +422,21 @@ pub fn choose_still(camera: &CameraCaps, want: (u32, u32)) -> Result<Plan, Strin
 /// The lines `intercom devices` prints for a camera, like `v4l2-ctl --list-formats-ext`.
 pub fn describe(camera: &CameraCaps) -> Vec<String> {
     let fmt_rates = |r: &Rates| match r {
-        Rates::Discrete(list) => list
-            .iter()
-            .filter(|(n, _)| *n > 0)
-            .map(|(n, d)| {
-                let fps = f64::from(*d) / f64::from(*n);
-                if fps.fract() == 0.0 {
-                    format!("{fps:.0}")
-                } else {
-                    format!("{fps:.1}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("/")
-            + " fps",
+        Rates::Discrete(list) => {
+            list.iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, d)| {
+                    let fps = f64::from(*d) / f64::from(*n);
+                    if fps.fract() == 0.0 {
+                        format!("{fps:.0}")
+                    } else {
+                        format!("{fps:.1}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+                + " fps"
+        }
         Rates::Stepwise { min, max } => format!(
             "{:.1}-{:.1} fps",
             f64::from(max.1) / f64::from(max.0.max(1)),
@@ -449,7 +455,12 @@ pub fn describe(camera: &CameraCaps) -> Vec<String> {
         match &f.sizes {
             Sizes::Discrete(list) => {
                 for s in list {
-                    lines.push(format!("    {}x{}  {}", s.width, s.height, fmt_rates(&s.rates)));
+                    lines.push(format!(
+                        "    {}x{}  {}",
+                        s.width,
+                        s.height,
+                        fmt_rates(&s.rates)
+                    ));
                 }
             }
             Sizes::Stepwise {
@@ -694,7 +705,10 @@ mod tests {
     fn c920_passes_its_h264_through() {
         let plan = choose(&c920(), &[], VGA15).unwrap();
         assert_eq!(plan.encoding, Encoding::PassThrough, "{}", plan.reason);
-        assert_eq!((plan.fourcc, plan.width, plan.height, plan.fps), (FourCc::H264, 640, 480, 15));
+        assert_eq!(
+            (plan.fourcc, plan.width, plan.height, plan.fps),
+            (FourCc::H264, 640, 480, 15)
+        );
         assert!(plan.reason.contains("passed through"), "{}", plan.reason);
         // Even with a hardware encoder, pass-through wins.
         let plan = choose(&c920(), &[bcm2835_encoder()], (1280, 720, 30)).unwrap();
@@ -715,12 +729,19 @@ mod tests {
             "{}",
             plan.reason
         );
-        assert_eq!((plan.fourcc, plan.width, plan.height, plan.fps), (FourCc::YUYV, 640, 480, 15));
+        assert_eq!(
+            (plan.fourcc, plan.width, plan.height, plan.fps),
+            (FourCc::YUYV, 640, 480, 15)
+        );
         // Pi 5: no hardware encoder, software then.
         let plan = choose(&uvc_yuyv_mjpeg(), &[], VGA15).unwrap();
         assert_eq!(plan.encoding, Encoding::Software);
         assert_eq!(plan.fourcc, FourCc::YUYV);
-        assert!(plan.reason.contains("no hardware H.264 encoder"), "{}", plan.reason);
+        assert!(
+            plan.reason.contains("no hardware H.264 encoder"),
+            "{}",
+            plan.reason
+        );
         assert!(plan.reason.contains("has no H.264"), "{}", plan.reason);
     }
 
@@ -749,14 +770,22 @@ mod tests {
         cam.formats.retain(|f| f.fourcc == FourCc::YUYV);
         let plan = choose(&cam, &[], (1280, 720, 15)).unwrap();
         assert_eq!((plan.width, plan.height, plan.fps), (1280, 720, 10));
-        assert!(plan.reason.contains("10.0 frames a second"), "{}", plan.reason);
+        assert!(
+            plan.reason.contains("10.0 frames a second"),
+            "{}",
+            plan.reason
+        );
     }
 
     #[test]
     fn sizes_snap_to_the_nearest_offered() {
         let plan = choose(&uvc_yuyv_mjpeg(), &[], (800, 450, 15)).unwrap();
         assert_eq!((plan.width, plan.height), (800, 448));
-        assert!(plan.reason.contains("nearest to the configured 800x450"), "{}", plan.reason);
+        assert!(
+            plan.reason.contains("nearest to the configured 800x450"),
+            "{}",
+            plan.reason
+        );
         // Stepwise: any even size within the range.
         let plan = choose(&pi_legacy_h264(), &[], (1024, 576, 25)).unwrap();
         assert_eq!((plan.width, plan.height, plan.fps), (1024, 576, 25));
@@ -778,7 +807,10 @@ mod tests {
         );
         // Pi 5: the same frames, encoded in software.
         let plan = choose(&libcamerify(), &[], VGA15).unwrap();
-        assert_eq!((plan.fourcc, plan.encoding), (FourCc::YU12, Encoding::Software));
+        assert_eq!(
+            (plan.fourcc, plan.encoding),
+            (FourCc::YU12, Encoding::Software)
+        );
     }
 
     #[test]
@@ -818,8 +850,15 @@ mod tests {
             ..CameraCaps::default()
         };
         let plan = choose(&cam, &[], VGA15).unwrap();
-        assert_eq!((plan.fourcc, plan.encoding.clone()), (FourCc::MJPG, Encoding::Software));
-        assert!(plan.reason.contains("further from the wanted size"), "{}", plan.reason);
+        assert_eq!(
+            (plan.fourcc, plan.encoding.clone()),
+            (FourCc::MJPG, Encoding::Software)
+        );
+        assert!(
+            plan.reason.contains("further from the wanted size"),
+            "{}",
+            plan.reason
+        );
     }
 
     #[test]
@@ -845,10 +884,16 @@ mod tests {
         assert_eq!(lines[0], "'YUYV' (YUYV 4:2:2)");
         assert_eq!(lines[1], "    640x480  30/20/15/10/7.5 fps");
         let lines = describe(&pi_legacy_h264());
-        assert!(lines.contains(&"'H264' (H.264) — pass-through".to_owned()), "{lines:?}");
+        assert!(
+            lines.contains(&"'H264' (H.264) — pass-through".to_owned()),
+            "{lines:?}"
+        );
         assert!(lines.contains(&"'RGB3' (24-bit RGB 8-8-8) — not used by the door".to_owned()));
         assert!(lines.contains(&"    32x32 to 2592x1944, steps 2/2  rates not listed".to_owned()));
-        assert_eq!(lines.last().unwrap(), "takes keyframe requests (force_key_frame)");
+        assert_eq!(
+            lines.last().unwrap(),
+            "takes keyframe requests (force_key_frame)"
+        );
     }
 
     #[test]

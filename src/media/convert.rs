@@ -18,7 +18,12 @@ fn short(what: &str, width: u32, height: u32, need: usize, got: usize) -> MediaE
 
 /// YUYV 4:2:2 (Y0 U Y1 V, `stride` bytes a row; 0: `2 * width`) to I420: the chroma of each
 /// pair of rows is averaged.
-pub fn yuyv_to_i420(src: &[u8], width: u32, height: u32, stride: u32) -> Result<Vec<u8>, MediaError> {
+pub fn yuyv_to_i420(
+    src: &[u8],
+    width: u32,
+    height: u32,
+    stride: u32,
+) -> Result<Vec<u8>, MediaError> {
     let (w, h) = (width as usize, height as usize);
     let stride = if stride == 0 { 2 * w } else { stride as usize };
     let need = stride * (h - 1) + 2 * w;
@@ -49,7 +54,12 @@ pub fn yuyv_to_i420(src: &[u8], width: u32, height: u32, stride: u32) -> Result<
 
 /// NV12 (a Y plane, then interleaved U/V at quarter size; `stride` bytes a row of either, 0:
 /// `width`) to I420.
-pub fn nv12_to_i420(src: &[u8], width: u32, height: u32, stride: u32) -> Result<Vec<u8>, MediaError> {
+pub fn nv12_to_i420(
+    src: &[u8],
+    width: u32,
+    height: u32,
+    stride: u32,
+) -> Result<Vec<u8>, MediaError> {
     let (w, h) = (width as usize, height as usize);
     let stride = if stride == 0 { w } else { stride as usize };
     let (cw, ch) = (w / 2, h / 2);
@@ -76,7 +86,12 @@ pub fn nv12_to_i420(src: &[u8], width: u32, height: u32, stride: u32) -> Result<
 
 /// YU12 (planar I420 with `stride` bytes a luma row, half that a chroma row; 0: `width`) to
 /// tightly packed I420.
-pub fn yu12_to_i420(src: &[u8], width: u32, height: u32, stride: u32) -> Result<Vec<u8>, MediaError> {
+pub fn yu12_to_i420(
+    src: &[u8],
+    width: u32,
+    height: u32,
+    stride: u32,
+) -> Result<Vec<u8>, MediaError> {
     let (w, h) = (width as usize, height as usize);
     let stride = if stride == 0 { w } else { stride as usize };
     let (cw, ch) = (w / 2, h / 2);
@@ -160,9 +175,17 @@ pub fn jpeg_to_i420(jpeg: &[u8]) -> Result<(u32, u32, Vec<u8>), MediaError> {
 }
 
 /// Encodes an I420 frame as a JPEG (4:2:0, `quality` 1–100).
-pub fn i420_to_jpeg(data: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, MediaError> {
+pub fn i420_to_jpeg(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    quality: u8,
+) -> Result<Vec<u8>, MediaError> {
     let (w, h) = (width as usize, height as usize);
-    if data.len() < i420_len(width, height) || w > usize::from(u16::MAX) || h > usize::from(u16::MAX) {
+    if data.len() < i420_len(width, height)
+        || w > usize::from(u16::MAX)
+        || h > usize::from(u16::MAX)
+    {
         return Err(MediaError(format!(
             "snapshot: a {width}x{height} I420 frame needs {} bytes, got {}",
             i420_len(width, height),
@@ -184,7 +207,12 @@ pub fn i420_to_jpeg(data: &[u8], width: u32, height: u32, quality: u8) -> Result
     let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
     encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
     encoder
-        .encode(&ycbcr, width as u16, height as u16, jpeg_encoder::ColorType::Ycbcr)
+        .encode(
+            &ycbcr,
+            width as u16,
+            height as u16,
+            jpeg_encoder::ColorType::Ycbcr,
+        )
         .map_err(|e| MediaError(format!("snapshot: JPEG encoding: {e}")))?;
     Ok(out)
 }
@@ -203,7 +231,10 @@ mod tests {
             20, 110, 21, 210, 22, 112, 23, 212, 0, 0, 0, 0,
         ];
         let out = yuyv_to_i420(&src, 4, 2, 12).unwrap();
-        assert_eq!(out, vec![10, 11, 12, 13, 20, 21, 22, 23, 105, 107, 205, 207]);
+        assert_eq!(
+            out,
+            vec![10, 11, 12, 13, 20, 21, 22, 23, 105, 107, 205, 207]
+        );
         // Tight rows, the default stride.
         let tight: Vec<u8> = src.chunks(12).flat_map(|r| r[..8].to_vec()).collect();
         assert_eq!(yuyv_to_i420(&tight, 4, 2, 0).unwrap(), out);

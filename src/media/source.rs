@@ -300,10 +300,7 @@ impl H264Source for ExecH264 {
                     Ok(s) => s.to_string(),
                     Err(e) => e.to_string(),
                 };
-                let e = MediaError(format!(
-                    "camera command {:?} ended ({status})",
-                    self.name
-                ));
+                let e = MediaError(format!("camera command {:?} ended ({status})", self.name));
                 self.ended = Some(e.clone());
                 Err(e)
             }
@@ -408,7 +405,10 @@ mod tests {
         let err = ExecH264::spawn(&["/nonexistent/rpicam-vid".to_owned()])
             .err()
             .unwrap();
-        assert!(err.0.contains("rpicam-vid") && err.0.contains("cannot start"), "{err}");
+        assert!(
+            err.0.contains("rpicam-vid") && err.0.contains("cannot start"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -209,10 +209,16 @@ impl Streaming {
     /// Sets `plan`'s format and rate on `device` and starts streaming.
     fn start(device: Device, name: String, plan: &Plan) -> Result<Streaming, MediaError> {
         let wanted = Format::new(plan.width, plan.height, v4l::FourCC::new(&plan.fourcc.0));
-        let format = device
-            .set_format(&wanted)
-            .map_err(|e| io_error(&name, &format!("setting {} {}x{}", plan.fourcc, plan.width, plan.height), &e))?;
-        if format.fourcc.repr != plan.fourcc.0 || (format.width, format.height) != (plan.width, plan.height) {
+        let format = device.set_format(&wanted).map_err(|e| {
+            io_error(
+                &name,
+                &format!("setting {} {}x{}", plan.fourcc, plan.width, plan.height),
+                &e,
+            )
+        })?;
+        if format.fourcc.repr != plan.fourcc.0
+            || (format.width, format.height) != (plan.width, plan.height)
+        {
             return Err(MediaError(format!(
                 "camera {name}: asked for {} {}x{}, the driver set {} {}x{}",
                 plan.fourcc,

@@ -477,11 +477,8 @@ impl CallTask {
         let mut audio_tick = tokio::time::interval(AUDIO_FRAME);
         audio_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            let sending_video = call.sending
-                && call
-                    .video
-                    .as_ref()
-                    .is_some_and(|v| !v.stopped && !v.push);
+            let sending_video =
+                call.sending && call.video.as_ref().is_some_and(|v| !v.stopped && !v.push);
             tokio::select! {
                 command = commands.recv() => match command {
                     None | Some(RtcCommand::Close) => break,
