@@ -223,9 +223,9 @@ fn nearest_size(sizes: &Sizes, want: (u32, u32)) -> Option<(u32, u32, Rates)> {
                 let mut s = (lo + k * step).min(hi);
                 // Keep it even when the steps allow.
                 if s % 2 == 1 {
-                    if s + step <= hi && (s + step) % 2 == 0 {
+                    if s + step <= hi && (s + step).is_multiple_of(2) {
                         s += step;
-                    } else if s >= lo + step && (s - step) % 2 == 0 {
+                    } else if s >= lo + step && (s - step).is_multiple_of(2) {
                         s -= step;
                     }
                 }

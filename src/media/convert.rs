@@ -45,8 +45,8 @@ pub fn yuyv_to_i420(
         let b = &src[(2 * crow + 1) * stride..];
         for cx in 0..cw {
             let i = 4 * cx;
-            u[crow * cw + cx] = ((u16::from(a[i + 1]) + u16::from(b[i + 1]) + 1) / 2) as u8;
-            v[crow * cw + cx] = ((u16::from(a[i + 3]) + u16::from(b[i + 3]) + 1) / 2) as u8;
+            u[crow * cw + cx] = (u16::from(a[i + 1]) + u16::from(b[i + 1])).div_ceil(2) as u8;
+            v[crow * cw + cx] = (u16::from(a[i + 3]) + u16::from(b[i + 3])).div_ceil(2) as u8;
         }
     }
     Ok(out)

@@ -169,9 +169,7 @@ impl AccessUnits {
         // Trailing zero bytes belong to the next start code (or are padding).
         let end = nal.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
         let nal = &nal[..end];
-        let Some(header) = nal.first() else {
-            return None;
-        };
+        let header = nal.first()?;
         let typ = header & 0x1f;
         let slice = matches!(typ, 1 | 5);
         let starts_au = self.current_has_slice
