@@ -149,12 +149,48 @@ fn check(path: &Path) -> Result<(), Error> {
             detail: "test pattern".into(),
             ..Finding::default()
         }),
-        VideoDevice::Path(p) => findings.push(Finding {
-            ok: p.exists(),
-            what: format!("camera {}", p.display()),
-            detail: if p.exists() { "present" } else { "not found" }.into(),
-            ..Finding::default()
-        }),
+        VideoDevice::Path(p) => {
+            // Opens the camera, chooses as a call would, and closes it again.
+            let video = crate::media::VideoSettings::from_config(&config);
+            let (ok, detail) = match crate::media::v4l2::probe(p).and_then(|caps| {
+                crate::media::camera::choose(
+                    &caps,
+                    &crate::media::v4l2::encoders(),
+                    (video.width, video.height, video.fps),
+                )
+                .map_err(crate::media::MediaError)
+            }) {
+                Ok(plan) => (true, plan.reason),
+                Err(e) => (false, e.0),
+            };
+            findings.push(Finding {
+                ok,
+                what: format!("camera {}", p.display()),
+                detail,
+                ..Finding::default()
+            })
+        }
+        VideoDevice::Exec(command) => {
+            let program = command.first().map_or("", String::as_str);
+            let found = if program.contains('/') {
+                std::path::Path::new(program).is_file()
+            } else {
+                std::env::var_os("PATH").is_some_and(|path| {
+                    std::env::split_paths(&path).any(|d| d.join(program).is_file())
+                })
+            };
+            findings.push(Finding {
+                ok: found,
+                what: format!("camera command {program:?}"),
+                detail: if found {
+                    "found (started for each call)"
+                } else {
+                    "not found"
+                }
+                .into(),
+                ..Finding::default()
+            })
+        }
     }
     for (what, endpoint, capture) in [
         ("audio capture", &config.audio.capture, true),
@@ -356,6 +392,9 @@ fn devices() {
     }
     for (node, name) in cams {
         println!("  {node}  {name}");
+        for line in crate::media::describe_camera(&node) {
+            println!("      {line}");
+        }
     }
     println!("  test-pattern  (built in)");
     println!("ALSA PCMs:");

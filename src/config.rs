@@ -123,6 +123,12 @@ pub struct CameraConfig {
     pub height: u32,
     #[serde(default = "default_fps")]
     pub fps: u32,
+    /// With `device = "exec"`: the program and its arguments, writing H.264 to stdout.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// The most the door's video may take, in bits a second.
+    #[serde(default = "default_max_bitrate", with = "bitrate")]
+    pub max_bitrate: u32,
 }
 
 impl Default for CameraConfig {
@@ -132,15 +138,19 @@ impl Default for CameraConfig {
             width: default_width(),
             height: default_height(),
             fps: default_fps(),
+            command: Vec::new(),
+            max_bitrate: default_max_bitrate(),
         }
     }
 }
 
-/// A camera: `test-pattern` or a device path.
+/// A camera: `test-pattern`, a device path, or a program writing H.264 (`exec`, with
+/// `[camera] command`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VideoDevice {
     TestPattern,
     Path(PathBuf),
+    Exec(Vec<String>),
 }
 
 /// `[audio]`: ALSA PCM names, or the built-in sources and sinks.
@@ -361,6 +371,9 @@ fn default_height() -> u32 {
 fn default_fps() -> u32 {
     15
 }
+fn default_max_bitrate() -> u32 {
+    crate::media::DEFAULT_MAX_BITRATE
+}
 fn default_pcm() -> AudioEndpoint {
     AudioEndpoint::Pcm("default".to_owned())
 }
@@ -403,6 +416,7 @@ fn default_of(key: &str) -> Option<&'static str> {
         "camera.width" => "640",
         "camera.height" => "480",
         "camera.fps" => "15",
+        "camera.max_bitrate" => "\"2000kbit\"",
         "audio.capture" | "audio.playback" => "\"default\"",
         "audio.echo_cancellation" => "true",
         "button.chip" | "door.chip" | "led.chip" => "\"gpiochip0\"",
@@ -478,9 +492,11 @@ impl<'de> Deserialize<'de> for VideoDevice {
         let s = String::deserialize(d)?;
         match s.as_str() {
             "test-pattern" => Ok(VideoDevice::TestPattern),
+            // The command comes from `[camera] command`, filled in after validation.
+            "exec" => Ok(VideoDevice::Exec(Vec::new())),
             p if p.starts_with('/') => Ok(VideoDevice::Path(PathBuf::from(p))),
             _ => Err(de::Error::custom(format!(
-                "expected \"test-pattern\" or a device path like \"/dev/video0\", found {s:?}"
+                "expected \"test-pattern\", \"exec\" or a device path like \"/dev/video0\", found {s:?}"
             ))),
         }
     }
@@ -538,6 +554,57 @@ impl fmt::Display for GpioLine {
             GpioLine::Offset(n) => write!(f, "{n}"),
             GpioLine::Name(s) => write!(f, "{s:?}"),
         }
+    }
+}
+
+/// Bitrates: a number of bits a second, or a string with a unit: `"1500kbit"`, `"1.5Mbit"`.
+pub mod bitrate {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = u32;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a bitrate, like \"1500kbit\" or 1500000")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {
+                parse(v).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+                u32::try_from(v).map_err(|_| {
+                    E::custom(format!("expected a bitrate in bits a second, found {v}"))
+                })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+                u32::try_from(v).map_err(|_| {
+                    E::custom(format!("expected a bitrate in bits a second, found {v}"))
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+
+    /// Parses `"800000"`, `"800kbit"`, `"1.5Mbit"` (also `kbps`, `Mbps`, `k`, `M`).
+    pub fn parse(s: &str) -> Result<u32, String> {
+        let bad = || format!("expected a bitrate like \"1500kbit\" or \"2Mbit\", found {s:?}");
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        let scale = match unit.trim() {
+            "" | "bit" | "bps" => 1.0,
+            "k" | "kbit" | "kbps" => 1e3,
+            "M" | "Mbit" | "Mbps" => 1e6,
+            _ => return Err(bad()),
+        };
+        let bits = n * scale;
+        if !(0.0..=f64::from(u32::MAX)).contains(&bits) {
+            return Err(bad());
+        }
+        Ok(bits.round() as u32)
     }
 }
 
@@ -658,11 +725,14 @@ impl Config {
         doc.refuse_secrets(spanned.get_ref(), "")?;
 
         let de = toml::Deserializer::parse(text).map_err(|e| doc.toml_error(&e, ""))?;
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             doc.toml_error(e.inner(), if key == "." { "" } else { &key })
         })?;
         config.validate(&doc)?;
+        if let VideoDevice::Exec(command) = &mut config.camera.device {
+            command.clone_from(&config.camera.command);
+        }
         Ok(config)
     }
 
@@ -706,6 +776,27 @@ impl Config {
         }
         if !(1..=60).contains(&cam.fps) {
             return Err(doc.at("camera.fps", "expected a frame rate from 1 to 60"));
+        }
+        if !(50_000..=20_000_000).contains(&cam.max_bitrate) {
+            return Err(doc.at(
+                "camera.max_bitrate",
+                "expected a bitrate from \"50kbit\" to \"20Mbit\"",
+            ));
+        }
+        match (&cam.device, cam.command.is_empty()) {
+            (VideoDevice::Exec(_), true) => {
+                return Err(doc.at(
+                    "camera.command",
+                    "device = \"exec\" needs the program to run, like [\"rpicam-vid\", \"-t\", \"0\", \"--codec\", \"h264\", \"--inline\", \"-o\", \"-\"]",
+                ))
+            }
+            (VideoDevice::Exec(_), false) | (_, true) => {}
+            (_, false) => {
+                return Err(doc.at(
+                    "camera.command",
+                    "is used only with device = \"exec\"",
+                ))
+            }
         }
         if self.audio.playback == AudioEndpoint::TestTone {
             return Err(doc.at(
@@ -948,6 +1039,34 @@ mod tests {
         assert!(duration::parse("5").is_err());
         assert!(duration::parse("five s").is_err());
         assert!(duration::parse("3 fortnights").is_err());
+    }
+
+    #[test]
+    fn camera_bitrate_and_command() {
+        assert_eq!(bitrate::parse("1500kbit"), Ok(1_500_000));
+        assert_eq!(bitrate::parse("1.5Mbit"), Ok(1_500_000));
+        assert_eq!(bitrate::parse("800000"), Ok(800_000));
+        assert!(bitrate::parse("fast").is_err());
+        assert!(bitrate::parse("3 fortnights").is_err());
+        let c = parse(&format!("{MINIMAL}[camera]\nmax_bitrate = 900000\n")).unwrap();
+        assert_eq!(c.camera.max_bitrate, 900_000);
+        assert_eq!(parse(MINIMAL).unwrap().camera.max_bitrate, 2_000_000);
+        let e = parse(&format!("{MINIMAL}[camera]\nmax_bitrate = \"10kbit\"\n")).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (6, "camera.max_bitrate"), "{e}");
+
+        let c = parse(&format!(
+            "{MINIMAL}[camera]\ndevice = \"exec\"\ncommand = [\"rpicam-vid\", \"-o\", \"-\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.camera.device,
+            VideoDevice::Exec(vec!["rpicam-vid".into(), "-o".into(), "-".into()])
+        );
+        let e = parse(&format!("{MINIMAL}[camera]\ndevice = \"exec\"\n")).unwrap_err();
+        assert_eq!(e.key, "camera.command", "{e}");
+        assert!(e.message.contains("rpicam-vid"), "{e}");
+        let e = parse(&format!("{MINIMAL}[camera]\ncommand = [\"x\"]\n")).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (6, "camera.command"), "{e}");
     }
 
     #[test]

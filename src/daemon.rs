@@ -141,11 +141,9 @@ impl Snapshots {
         let mention = self.mention.clone();
         let matrix = Arc::downgrade(matrix);
         tokio::spawn(async move {
-            let jpeg = tokio::task::spawn_blocking(move || {
-                let mut source = crate::media::open_video(&camera, &video)?;
-                crate::media::snapshot::jpeg_from_source(source.as_mut())
-            })
-            .await;
+            let jpeg =
+                tokio::task::spawn_blocking(move || crate::media::snapshot_jpeg(&camera, &video))
+                    .await;
             match jpeg {
                 Ok(Ok(jpeg)) => {
                     if let Some(matrix) = matrix.upgrade() {

@@ -8,14 +8,20 @@
 //! [`opus_codec`] (Opus, 20 ms mono frames, in-band FEC).
 //!
 //! Sources never pace themselves: the caller's clock asks for each frame (a tokio interval at
-//! the frame rate, every 20 ms for audio). The ALSA and V4L2 backends and echo cancellation
-//! arrive with the hardware work, behind the same traits; until then opening them is a clear
-//! [`MediaError`].
+//! the frame rate, every 20 ms for audio). A call's video is an [`source::H264Source`]
+//! ([`open_h264`]): the test pattern or a camera's raw frames encoded in software, a camera's
+//! own H.264 passed through, or a program's H.264 output (`rpicam-vid`); [`camera`] chooses
+//! among a V4L2 camera's formats, [`v4l2`] streams them, [`convert`] turns them into I420. The
+//! ALSA backends and echo cancellation arrive with the hardware work, behind the same traits;
+//! until then opening them is a clear [`MediaError`].
 
+pub mod camera;
+pub mod convert;
 pub mod h264;
 pub mod opus_codec;
-pub mod snapshot;
+pub mod source;
 pub mod synthetic;
+pub mod v4l2;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -81,21 +87,37 @@ pub trait AudioSink: Send {
     fn write(&mut self, samples: &[i16]) -> Result<(), MediaError>;
 }
 
-/// The size and rate of the video the door sends (`[camera]` width, height, fps).
+/// The size and rate of the video the door sends (`[camera]` width, height, fps, max_bitrate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VideoSettings {
     pub width: u32,
     pub height: u32,
     pub fps: u32,
+    /// The most the software encoder may send, in bits a second.
+    pub max_bitrate: u32,
 }
 
+/// `[camera] max_bitrate`'s default: the software encoder's own ceiling.
+pub const DEFAULT_MAX_BITRATE: u32 = 2_000_000;
+
 impl VideoSettings {
+    /// A size and rate, with the default bitrate cap.
+    pub fn new(width: u32, height: u32, fps: u32) -> VideoSettings {
+        VideoSettings {
+            width,
+            height,
+            fps,
+            max_bitrate: DEFAULT_MAX_BITRATE,
+        }
+    }
+
     /// `[camera]`'s size and rate.
     pub fn from_config(config: &Config) -> VideoSettings {
         VideoSettings {
             width: config.camera.width,
             height: config.camera.height,
             fps: config.camera.fps,
+            max_bitrate: config.camera.max_bitrate,
         }
     }
 }
@@ -128,7 +150,8 @@ impl MediaSettings {
     }
 }
 
-/// Opens the camera `device` at `video`'s size.
+/// Opens the camera `device` for raw frames at (or near) `video`'s size: the test pattern, or
+/// a V4L2 camera's raw or JPEG format (also on a camera whose calls use its H.264).
 pub fn open_video(
     device: &VideoDevice,
     video: &VideoSettings,
@@ -139,11 +162,51 @@ pub fn open_video(
             video.height,
             video.fps,
         ))),
-        VideoDevice::Path(p) => Err(MediaError(format!(
-            "camera {}: V4L2 cameras are not supported yet (use \"test-pattern\")",
-            p.display()
+        VideoDevice::Path(p) => Ok(Box::new(v4l2::open_still(p, video)?)),
+        VideoDevice::Exec(command) => Err(MediaError(format!(
+            "camera command {:?}: gives H.264 only, no raw frames",
+            command.first().map_or("", String::as_str)
         ))),
     }
+}
+
+/// Opens the camera `device` for a call's H.264: the test pattern encoded in software (as
+/// before there were cameras), a V4L2 camera by the plan `camera::choose` makes (logged), or
+/// a program's output. The device stays open until the source is dropped.
+pub fn open_h264(
+    device: &VideoDevice,
+    video: &VideoSettings,
+) -> Result<Box<dyn source::H264Source>, MediaError> {
+    match device {
+        VideoDevice::TestPattern => {
+            let bitrate =
+                source::capped_bitrate(video.width, video.height, video.fps, video.max_bitrate);
+            Ok(Box::new(source::SoftwareH264::new(
+                open_video(device, video)?,
+                (video.width, video.height, video.fps),
+                bitrate,
+                "test pattern".to_owned(),
+            )))
+        }
+        VideoDevice::Path(p) => Ok(v4l2::open_h264(p, video)?.0),
+        VideoDevice::Exec(command) => {
+            log::info!(
+                "camera: H.264 from {:?}, passed through without encoding",
+                command.join(" ")
+            );
+            Ok(Box::new(source::ExecH264::spawn(command)?))
+        }
+    }
+}
+
+/// Takes one picture with the camera `device` (or the test pattern) at (or near) `video`'s
+/// size and returns it as a JPEG. The camera is open only for this; an H.264-only camera or a
+/// camera command has no still format: that is an error saying so.
+pub fn snapshot_jpeg(device: &VideoDevice, video: &VideoSettings) -> Result<Vec<u8>, MediaError> {
+    let mut source = open_video(device, video)?;
+    let frame = source.next_frame()?;
+    drop(source);
+    convert::i420_to_jpeg(&frame.data, frame.width, frame.height, 85)
 }
 
 /// Opens the microphone: a tone, silence (`null`), or an ALSA PCM (not yet).
@@ -256,6 +319,15 @@ pub fn alsa_pcms() -> Vec<(String, String)> {
             Some((name, desc))
         })
         .collect()
+}
+
+/// A camera's formats, sizes and rates as `intercom devices` prints them (an error line when it
+/// cannot be read).
+pub fn describe_camera(node: &str) -> Vec<String> {
+    match v4l2::probe(std::path::Path::new(node)) {
+        Ok(caps) => camera::describe(&caps),
+        Err(e) => vec![e.0],
+    }
 }
 
 /// V4L2 video devices (`/dev/videoN`) and their names, for `intercom devices`.

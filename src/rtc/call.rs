@@ -42,11 +42,12 @@ use crate::call::{
     CallId, Candidate, ConnectionState, RtcCommand, RtcEvent, SdpKind, SessionDescription,
     StreamPurpose,
 };
-use crate::media::h264::{self, H264Encoder};
+use crate::media::h264;
 use crate::media::opus_codec::{OpusDecoder, OpusEncoder};
+use crate::media::source::{H264Source, Pacing};
 use crate::media::{
-    open_audio_sink, open_audio_source, open_video, AudioSink, AudioSource, MediaError, Tee,
-    VideoSettings, VideoSource, FRAME_SAMPLES,
+    open_audio_sink, open_audio_source, open_h264, AudioSink, AudioSource, MediaError, Tee,
+    VideoSettings, FRAME_SAMPLES,
 };
 
 /// How long the first offer waits for gathering to finish (host candidates take a few
@@ -335,6 +336,12 @@ struct Video {
     settings: VideoSettings,
     jobs: std::sync::mpsc::Sender<bool>,
     thread_done: oneshot::Receiver<()>,
+    /// The source keeps its own pace (a camera's H.264): jobs only carry keyframe requests.
+    push: bool,
+    /// The source failed (a camera unplugged): the call goes on without video.
+    stopped: bool,
+    /// When a push source was last asked for a keyframe.
+    last_request: Option<Instant>,
     /// A frame is being encoded: the encoder takes one job at a time, and a tick that finds it
     /// busy drops that frame rather than queueing behind it.
     busy: bool,
@@ -345,11 +352,12 @@ struct Video {
     awaiting_keyframe: bool,
 }
 
-/// Starts the encoder thread: it takes jobs ("encode the next frame, a keyframe or not") and
-/// sends back access units; it ends when the job channel closes, or on the first error.
+/// Starts the encoder thread. A pull source (software encoding) takes jobs ("encode the next
+/// frame, a keyframe or not") and sends back access units; a push source sends every access
+/// unit as it comes, and its jobs are keyframe requests. The thread ends when the job channel
+/// closes, or on the first error.
 fn spawn_encoder(
-    mut source: Box<dyn VideoSource>,
-    settings: VideoSettings,
+    mut source: Box<dyn H264Source>,
     signals: mpsc::UnboundedSender<Signal>,
 ) -> Result<(std::sync::mpsc::Sender<bool>, oneshot::Receiver<()>), String> {
     let (jobs_tx, jobs) = std::sync::mpsc::channel::<bool>();
@@ -359,33 +367,52 @@ fn spawn_encoder(
         .spawn(move || {
             // Dropped when this thread ends, however it ends: that is what the task waits for.
             let _done = done_tx;
-            let bitrate =
-                H264Encoder::default_bitrate(settings.width, settings.height, settings.fps);
-            let mut encoder =
-                match H264Encoder::new(settings.width, settings.height, settings.fps, bitrate) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        let _ = signals.send(Signal::Encoded(Err(e)));
-                        return;
+            match source.pacing() {
+                Pacing::Pull => {
+                    while let Ok(keyframe) = jobs.recv() {
+                        let captured = Instant::now();
+                        let start = Instant::now();
+                        let result = source.next_access_unit(keyframe).map(|data| {
+                            let data = data.unwrap_or_default();
+                            EncodedFrame {
+                                requested_keyframe: keyframe,
+                                keyframe: h264::is_keyframe(&data),
+                                data,
+                                captured,
+                                took: start.elapsed(),
+                            }
+                        });
+                        let failed = result.is_err();
+                        if signals.send(Signal::Encoded(result)).is_err() || failed {
+                            break;
+                        }
                     }
-                };
-            while let Ok(keyframe) = jobs.recv() {
-                let captured = Instant::now();
-                let result = source.next_frame().and_then(|frame| {
-                    let start = Instant::now();
-                    let data = encoder.encode(&frame, keyframe)?;
-                    Ok(EncodedFrame {
-                        requested_keyframe: keyframe,
-                        keyframe: h264::is_keyframe(&data),
-                        data,
-                        captured,
-                        took: start.elapsed(),
-                    })
-                });
-                let failed = result.is_err();
-                if signals.send(Signal::Encoded(result)).is_err() || failed {
-                    break;
                 }
+                Pacing::Push => loop {
+                    let mut keyframe = false;
+                    loop {
+                        match jobs.try_recv() {
+                            Ok(k) => keyframe |= k,
+                            Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                            Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                        }
+                    }
+                    let result = match source.next_access_unit(keyframe) {
+                        Ok(None) => continue,
+                        Ok(Some(data)) => Ok(EncodedFrame {
+                            requested_keyframe: keyframe,
+                            keyframe: h264::is_keyframe(&data),
+                            data,
+                            captured: Instant::now(),
+                            took: Duration::ZERO,
+                        }),
+                        Err(e) => Err(e),
+                    };
+                    let failed = result.is_err();
+                    if signals.send(Signal::Encoded(result)).is_err() || failed {
+                        break;
+                    }
+                },
             }
         })
         .map_err(|e| error("video encoder thread", e))?;
@@ -450,7 +477,8 @@ impl CallTask {
         let mut audio_tick = tokio::time::interval(AUDIO_FRAME);
         audio_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            let sending_video = call.sending && call.video.is_some();
+            let sending_video =
+                call.sending && call.video.as_ref().is_some_and(|v| !v.stopped && !v.push);
             tokio::select! {
                 command = commands.recv() => match command {
                     None | Some(RtcCommand::Close) => break,
@@ -503,11 +531,15 @@ impl<'a> Call<'a> {
             open_audio_sink(&media.playback).map_err(|e| e.0)?,
             task.counters.remote_audio.clone(),
         ));
+        // A camera that cannot be opened makes an audio call, not a failed one.
         let video_source = match task.settings.video.filter(|_| video) {
-            Some(settings) => Some((
-                open_video(&media.camera, &settings).map_err(|e| e.0)?,
-                settings,
-            )),
+            Some(settings) => match open_h264(&media.camera, &settings) {
+                Ok(source) => Some((source, settings)),
+                Err(e) => {
+                    log::warn!(call_id = task.id.0.as_str(); "video: {e}; the call goes on without video");
+                    None
+                }
+            },
             None => None,
         };
         let audio_encoder = OpusEncoder::new().map_err(|e| e.0)?;
@@ -554,7 +586,8 @@ impl<'a> Call<'a> {
         let mut helpers = JoinSet::new();
         let video = match (video_source, video_out) {
             (Some((source, settings)), Some(out)) => {
-                let (jobs, thread_done) = match spawn_encoder(source, settings, signals.clone()) {
+                let push = source.pacing() == Pacing::Push;
+                let (jobs, thread_done) = match spawn_encoder(source, signals.clone()) {
                     Ok(t) => t,
                     Err(e) => {
                         let _ = pc.close().await;
@@ -573,7 +606,10 @@ impl<'a> Call<'a> {
                     settings,
                     jobs,
                     thread_done,
-                    busy: true,
+                    push,
+                    stopped: false,
+                    last_request: None,
+                    busy: !push,
                     keyframe_wanted: false,
                     last_keyframe: None,
                     last_capture: None,
@@ -821,7 +857,23 @@ impl<'a> Call<'a> {
         let Some(video) = &mut self.video else {
             return;
         };
-        if !sending || (!tick && !video.keyframe_wanted) {
+        if !sending || video.stopped || (!tick && !video.keyframe_wanted) {
+            return;
+        }
+        if video.push {
+            // The source keeps its own pace: only keyframe requests go to it.
+            let now = Instant::now();
+            let recent = |t: Option<Instant>| {
+                t.is_some_and(|t| now.duration_since(t) < KEYFRAME_MIN_INTERVAL)
+            };
+            if video.keyframe_wanted
+                && !recent(video.last_keyframe)
+                && !recent(video.last_request)
+                && video.jobs.send(true).is_ok()
+            {
+                video.keyframe_wanted = false;
+                video.last_request = Some(now);
+            }
             return;
         }
         if video.busy {
@@ -855,10 +907,10 @@ impl<'a> Call<'a> {
         let frame = match result {
             Ok(frame) => frame,
             Err(e) => {
-                log::warn!(call_id = self.task.id.0.as_str(); "video: {e}");
-                self.task.report(RtcEvent::Failed {
-                    reason: format!("video: {e}"),
-                });
+                // The camera went away (or the encoder failed): the call goes on without
+                // video; the next call opens the camera again.
+                log::warn!(call_id = self.task.id.0.as_str(); "video stopped: {e}; the call goes on with audio only");
+                video.stopped = true;
                 return;
             }
         };
