@@ -164,6 +164,9 @@ impl Default for AudioConfig {
 pub enum AudioEndpoint {
     Pcm(String),
     TestTone,
+    /// `test-bursts`: 100 ms tone bursts at the wall clock's whole seconds (the benchmark's
+    /// audio latency source).
+    TestBursts,
     Null,
 }
 
@@ -424,6 +427,7 @@ impl<'de> Deserialize<'de> for AudioEndpoint {
         let s = String::deserialize(d)?;
         match s.as_str() {
             "test-tone" => Ok(AudioEndpoint::TestTone),
+            "test-bursts" => Ok(AudioEndpoint::TestBursts),
             "null" => Ok(AudioEndpoint::Null),
             "" => Err(de::Error::custom(
                 "expected an ALSA PCM name (\"default\", \"plughw:1,0\"), \"test-tone\" or \"null\", found an empty string",
@@ -640,10 +644,10 @@ impl Config {
         if !(1..=60).contains(&cam.fps) {
             return Err(doc.at("camera.fps", "expected a frame rate from 1 to 60"));
         }
-        if self.audio.playback == AudioEndpoint::TestTone {
+        if let AudioEndpoint::TestTone | AudioEndpoint::TestBursts = self.audio.playback {
             return Err(doc.at(
                 "audio.playback",
-                "\"test-tone\" is a capture source; for playback use an ALSA PCM or \"null\"",
+                "\"test-tone\" and \"test-bursts\" are capture sources; for playback use an ALSA PCM or \"null\"",
             ));
         }
         if let Some(b) = &self.button {
