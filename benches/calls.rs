@@ -177,6 +177,7 @@ fn setup(synapse: &Synapse, encrypted: bool, hold: Option<Duration>) -> Bench {
     let home = DoorHome::new(synapse, door_user, &settings);
     let mut door = home.start();
     door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    door.clear_notes();
     alice.call(json!({"cmd": "wait_member", "room_id": door_room, "user_id": home.user.user_id}));
     alice.call(json!({"cmd": "auto_answer", "enabled": true}));
     Bench {
@@ -300,9 +301,7 @@ impl Bench {
             .wait_event("the first frame", WAIT, |e| e["event"] == "first_frame");
         std::thread::sleep(Duration::from_secs(2));
         let cost = self.cost(secs);
-        let stats = self
-            .alice
-            .call(json!({"cmd": "stats", "call_id": call_id}));
+        let stats = self.alice.call(json!({"cmd": "stats", "call_id": call_id}));
         assert!(
             stats["video_frames_decoded"].as_u64().unwrap_or(0) > secs * 10,
             "the door's video did not flow through the measurement: {stats}"
@@ -515,11 +514,7 @@ fn main() {
         format!("{idle_cpu:.2} %"),
         "≤ 0.2 %",
     );
-    single(
-        "daemon idle: RSS",
-        format!("{idle_rss:.1} MB"),
-        "≤ 25 MB",
-    );
+    single("daemon idle: RSS", format!("{idle_rss:.1} MB"), "≤ 25 MB");
     single(
         &format!(
             "daemon in a {}x{}@{} call ({call_secs} s): CPU of one core",
@@ -528,7 +523,11 @@ fn main() {
         format!("{call_cpu:.1} %"),
         "",
     );
-    single("daemon in the call: RSS", format!("{call_rss:.1} MB"), "≤ 40 MB");
+    single(
+        "daemon in the call: RSS",
+        format!("{call_rss:.1} MB"),
+        "≤ 40 MB",
+    );
     single(
         "bare H.264 encoder on the same frames: CPU of one core",
         format!("{encoder:.1} %"),
@@ -549,7 +548,10 @@ fn main() {
         "",
     );
     single(
-        &format!("native {} binary (bench profile: release, thin LTO)", std::env::consts::ARCH),
+        &format!(
+            "native {} binary (bench profile: release, thin LTO)",
+            std::env::consts::ARCH
+        ),
         binary(std::path::Path::new(env!("CARGO_BIN_EXE_intercom")))
             .unwrap_or_else(|| "missing".into()),
         "",

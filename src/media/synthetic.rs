@@ -194,7 +194,11 @@ pub fn read_stamp(luma: &[u8], w: usize, h: usize) -> Option<u32> {
 
 /// The stamp's check byte for `value`.
 fn stamp_check(value: u32) -> u8 {
-    value.to_be_bytes().iter().fold(0u8, |a, b| a.wrapping_add(*b)) ^ 0xA5
+    value
+        .to_be_bytes()
+        .iter()
+        .fold(0u8, |a, b| a.wrapping_add(*b))
+        ^ 0xA5
 }
 
 impl VideoSource for TestPattern {
@@ -270,7 +274,6 @@ impl AudioSource for TestTone {
     }
 }
 
-
 /// The tone of [`TestBursts`], its length, and its amplitude (of full scale).
 pub const BURST_HZ: f32 = 1000.0;
 pub const BURST_MS: u64 = 100;
@@ -292,7 +295,10 @@ impl TestBursts {
 
     /// Fills `buf` with the samples whose time ends at `end`.
     pub fn fill(&mut self, buf: &mut [i16], end: SystemTime) {
-        let end_us = end.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
+        let end_us = end
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as u64;
         let n = buf.len() as u64;
         let step = TAU * BURST_HZ / SAMPLE_RATE as f32;
         let amplitude = BURST_AMPLITUDE * i16::MAX as f32;

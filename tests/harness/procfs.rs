@@ -16,8 +16,8 @@ fn ticks_per_second() -> u64 {
 
 /// utime + stime of a `stat` file (a process's or a thread's).
 fn stat_cpu(path: &Path) -> Duration {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
     let rest = &text[text.rfind(')').expect("a stat line") + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -52,7 +52,9 @@ pub fn rss_kb(pid: u32) -> u64 {
 
 /// How many file descriptors `pid` has open.
 pub fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 /// The CPU model and the number of logical CPUs, from /proc/cpuinfo.
