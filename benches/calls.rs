@@ -223,16 +223,15 @@ impl Bench {
 
     fn door_call(&mut self) -> (Vec<f64>, Media) {
         self.door.drain_log();
+        let mark = self.door.lines.len();
         let pressed = wall_ms();
         self.door.ring();
         let (_, t, latency) = self.finish();
-        self.door.wait_notify("idle", WAIT, |l| l == "STATUS=Idle");
-        self.door.clear_notes();
+        self.door_idle();
         let from = t["connected"]["wall_ms"].as_f64().unwrap_or(f64::MAX) + 1000.0;
         let (video, forth) = page_media(&latency, from);
-        let back = self
-            .door
-            .drain_log()
+        self.door.drain_log();
+        let back = self.door.lines[mark..]
             .iter()
             .filter_map(|l| {
                 let rest = l.split("remote audio onset at ").nth(1)?;
@@ -250,6 +249,13 @@ impl Bench {
                 calls: 1,
             },
         )
+    }
+
+    /// Waits for the end of the door's call (its log), then for its idle status.
+    fn door_idle(&mut self) {
+        self.door.wait_log("call ended", WAIT);
+        self.door.wait_notify("idle", WAIT, |l| l == "STATUS=Idle");
+        self.door.clear_notes();
     }
 
     fn reference_call(&mut self) -> (Vec<f64>, Media) {
@@ -310,8 +316,7 @@ impl Bench {
             .call(json!({"cmd": "hangup", "call_id": call_id}));
         self.alice
             .wait_event("the end of the call", WAIT, |e| e["event"] == "hangup");
-        self.door.wait_notify("idle", WAIT, |l| l == "STATUS=Idle");
-        self.door.clear_notes();
+        self.door_idle();
         cost
     }
 }

@@ -111,9 +111,11 @@ impl Soak {
             .w
             .alice
             .wait_stats(&call_id, "media both ways", WAIT, |s: &Value| {
+                // Over a second of audio both ways: Chromium's fake microphone beeps once a
+                // second, and the door must hear a beep.
                 s["video_frames_decoded"].as_u64().unwrap_or(0) >= 1
-                    && s["audio_packets_received"].as_u64().unwrap_or(0) > 5
-                    && s["audio_packets_sent"].as_u64().unwrap_or(0) > 5
+                    && s["audio_packets_received"].as_u64().unwrap_or(0) > 60
+                    && s["audio_packets_sent"].as_u64().unwrap_or(0) > 60
             });
         assert!(
             stats["video_codec"].as_str().unwrap_or("").contains("H264"),
