@@ -15,7 +15,8 @@
 //! - One-way audio: the door's microphone is `test-bursts` (100 ms of 1 kHz at each whole second
 //!   of the clock), the browsers' a WebAudio source doing the same. Caller → callee: the
 //!   callee's page finds each burst's onset in the received audio (an AudioWorklet); callee →
-//!   caller: the door logs each onset its speaker path is given ("remote audio onset at … ms"),
+//!   caller: the door logs each onset its speaker path is given ("audio onset from the peer at
+//!   … ms"),
 //!   the js-sdk caller's page finds them as the callee's does. Latency = onset − the whole
 //!   second (so it is read modulo one second). Both measured from 1 s after the call connected,
 //!   for `INTERCOM_BENCH_HOLD_MS` (default 3200) after it connected, plain room only (the room's
@@ -234,7 +235,7 @@ impl Bench {
         let back = self.door.lines[mark..]
             .iter()
             .filter_map(|l| {
-                let rest = l.split("remote audio onset at ").nth(1)?;
+                let rest = l.split("audio onset from the peer at ").nth(1)?;
                 rest.split_whitespace().next()?.parse::<f64>().ok()
             })
             .filter(|&t| t >= from)
@@ -321,9 +322,11 @@ impl Bench {
     }
 }
 
-/// The bare encoder's CPU (% of one core) for `secs` of the test pattern at the call's size
-/// and rate: two seconds of frames made beforehand, encoded over and over, timed alone.
-fn bare_encoder_cpu(secs: u64) -> f64 {
+/// The bare encoder's CPU (% of one core) for the test pattern at the call's size and rate: two
+/// seconds of frames made beforehand, encoded over and over (a minute of video, so that the
+/// clock ticks of /proc are fine enough), timed alone.
+fn bare_encoder_cpu() -> f64 {
+    let secs = 60;
     let (w, h, fps) = CAMERA;
     let mut pattern = TestPattern::new(w, h, fps);
     let mut frames: Vec<_> = (0..2 * fps)
@@ -504,7 +507,7 @@ fn main() {
         let Bench { door, .. } = b;
         assert!(door.stop(), "the door stops cleanly");
     }
-    let encoder = bare_encoder_cpu(call_secs);
+    let encoder = bare_encoder_cpu();
 
     println!(
         "| measure | door median | door p90 | js-sdk median | js-sdk p90 | door / js-sdk | target |"

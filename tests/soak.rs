@@ -137,7 +137,7 @@ impl Soak {
                 .alice
                 .call(json!({"cmd": "hangup", "call_id": call_id}));
         }
-        let media = self.door.wait_log("remote audio", WAIT);
+        let media = self.door.wait_log("call media:", WAIT);
         let rms: f64 = media
             .rsplit("rms=")
             .next()

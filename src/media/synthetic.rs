@@ -381,7 +381,7 @@ impl AudioSink for RecordingSink {
         if let Some(i) = self.onsets.feed(samples) {
             let at = SystemTime::now()
                 + Duration::from_micros(i as u64 * 1_000_000 / SAMPLE_RATE as u64);
-            log::debug!("remote audio onset at {} ms", unix_ms(at));
+            log::debug!("audio onset from the peer at {} ms", unix_ms(at));
         }
         Ok(())
     }
