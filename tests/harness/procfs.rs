@@ -69,3 +69,33 @@ pub fn cpu_model() -> (String, usize) {
     let cores = text.lines().filter(|l| l.starts_with("processor")).count();
     (model, cores)
 }
+
+/// How many file descriptors `pid` has open, not counting its TCP connections to `port` (an
+/// HTTP client's pool of connections to a server grows and shrinks as it likes).
+pub fn open_fds_except_connections_to(pid: u32, port: u16) -> usize {
+    let mut pooled = std::collections::HashSet::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = f
+                .get(2)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if remote_port == Some(port) {
+                if let Some(inode) = f.get(9) {
+                    pooled.insert(format!("socket:[{inode}]"));
+                }
+            }
+        }
+    }
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path())
+                .map(|t| !pooled.contains(&*t.to_string_lossy()))
+                .unwrap_or(true)
+        })
+        .count()
+}
