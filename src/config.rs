@@ -180,6 +180,9 @@ impl Default for AudioConfig {
 pub enum AudioEndpoint {
     Pcm(String),
     TestTone,
+    /// `test-bursts`: 100 ms tone bursts at the wall clock's whole seconds (the benchmark's
+    /// audio latency source).
+    TestBursts,
     Null,
 }
 
@@ -507,6 +510,7 @@ impl<'de> Deserialize<'de> for AudioEndpoint {
         let s = String::deserialize(d)?;
         match s.as_str() {
             "test-tone" => Ok(AudioEndpoint::TestTone),
+            "test-bursts" => Ok(AudioEndpoint::TestBursts),
             "null" => Ok(AudioEndpoint::Null),
             "" => Err(de::Error::custom(
                 "expected an ALSA PCM name (\"default\", \"plughw:1,0\"), \"test-tone\" or \"null\", found an empty string",
@@ -798,10 +802,10 @@ impl Config {
                 ))
             }
         }
-        if self.audio.playback == AudioEndpoint::TestTone {
+        if let AudioEndpoint::TestTone | AudioEndpoint::TestBursts = self.audio.playback {
             return Err(doc.at(
                 "audio.playback",
-                "\"test-tone\" is a capture source; for playback use an ALSA PCM or \"null\"",
+                "\"test-tone\" and \"test-bursts\" are capture sources; for playback use an ALSA PCM or \"null\"",
             ));
         }
         if let Some(b) = &self.button {

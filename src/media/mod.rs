@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::config::{AudioEndpoint, Config, VideoDevice};
-use synthetic::{RecordingSink, TestPattern, TestTone};
+use synthetic::{RecordingSink, TestBursts, TestPattern, TestTone};
 
 /// The sample rate of every audio path: Opus's native rate.
 pub const SAMPLE_RATE: u32 = 48_000;
@@ -213,6 +213,7 @@ pub fn snapshot_jpeg(device: &VideoDevice, video: &VideoSettings) -> Result<Vec<
 pub fn open_audio_source(endpoint: &AudioEndpoint) -> Result<Box<dyn AudioSource>, MediaError> {
     match endpoint {
         AudioEndpoint::TestTone => Ok(Box::new(TestTone::new(440.0))),
+        AudioEndpoint::TestBursts => Ok(Box::new(TestBursts::new())),
         AudioEndpoint::Null => Ok(Box::new(Silence)),
         AudioEndpoint::Pcm(name) => Err(MediaError(format!(
             "audio capture {name:?}: ALSA audio is not supported yet (use \"test-tone\" or \"null\")"
@@ -224,8 +225,8 @@ pub fn open_audio_source(endpoint: &AudioEndpoint) -> Result<Box<dyn AudioSource
 pub fn open_audio_sink(endpoint: &AudioEndpoint) -> Result<Box<dyn AudioSink>, MediaError> {
     match endpoint {
         AudioEndpoint::Null => Ok(Box::new(Discard)),
-        AudioEndpoint::TestTone => Err(MediaError(
-            "audio playback: \"test-tone\" is a capture source".to_owned(),
+        AudioEndpoint::TestTone | AudioEndpoint::TestBursts => Err(MediaError(
+            "audio playback: \"test-tone\" and \"test-bursts\" are capture sources".to_owned(),
         )),
         AudioEndpoint::Pcm(name) => Err(MediaError(format!(
             "audio playback {name:?}: ALSA audio is not supported yet (use \"null\")"

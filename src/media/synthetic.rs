@@ -1,6 +1,7 @@
-//! Synthetic devices: a moving test pattern with a visible frame counter, a tone, and a sink
-//! that records what it is given. Used when the configuration says `test-pattern`, `test-tone`
-//! or `null`, and by every test.
+//! Synthetic devices: a moving test pattern with a visible frame counter and a machine-readable
+//! capture time, a tone, tone bursts on the wall clock's whole seconds, and a sink that records
+//! what it is given (and notes when a burst begins). Used when the configuration says
+//! `test-pattern`, `test-tone`, `test-bursts` or `null`, and by every test and the benchmark.
 
 use std::f32::consts::TAU;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -109,6 +110,97 @@ fn time_of_day(t: SystemTime) -> String {
     )
 }
 
+/// Cells per row of the capture-time stamp, and its rows.
+pub const STAMP_COLUMNS: usize = 24;
+pub const STAMP_ROWS: usize = 2;
+/// The stamp's first eight cells, a fixed pattern a reader checks before trusting the rest.
+pub const STAMP_SYNC: [bool; 8] = [true, false, true, true, false, false, true, false];
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+/// The stamp's 48 cells, row by row, left to right: the sync pattern, the low 32 bits of
+/// `ms` (most significant first), then a check byte (the four bytes of those bits summed,
+/// XOR 0xA5).
+pub fn stamp_cells(ms: u64) -> [bool; STAMP_COLUMNS * STAMP_ROWS] {
+    let value = ms as u32;
+    let check = stamp_check(value);
+    let mut cells = [false; STAMP_COLUMNS * STAMP_ROWS];
+    cells[..8].copy_from_slice(&STAMP_SYNC);
+    for i in 0..32 {
+        cells[8 + i] = value >> (31 - i) & 1 == 1;
+    }
+    for i in 0..8 {
+        cells[40 + i] = check >> (7 - i) & 1 == 1;
+    }
+    cells
+}
+
+/// The side of one stamp cell for a frame `w` wide: square, as large as fits.
+pub fn stamp_cell_size(w: usize) -> usize {
+    (w / STAMP_COLUMNS).max(1)
+}
+
+/// Draws the capture time `ms` as a block code along the top of the frame: black and white
+/// square cells in luma, neutral chroma, large enough to survive H.264 at low bit rates. A
+/// reader samples the middle of each cell (see [`read_stamp`]).
+fn draw_stamp(luma: &mut [u8], u: &mut [u8], v: &mut [u8], w: usize, h: usize, ms: u64) {
+    let cell = stamp_cell_size(w);
+    for (i, on) in stamp_cells(ms).iter().enumerate() {
+        let (cx, cy) = ((i % STAMP_COLUMNS) * cell, (i / STAMP_COLUMNS) * cell);
+        for y in cy..(cy + cell).min(h) {
+            for x in cx..(cx + cell).min(w) {
+                luma[y * w + x] = if *on { 235 } else { 16 };
+                if x % 2 == 0 && y % 2 == 0 {
+                    u[(y / 2) * (w / 2) + x / 2] = 128;
+                    v[(y / 2) * (w / 2) + x / 2] = 128;
+                }
+            }
+        }
+    }
+}
+
+/// Reads the stamp back from a frame's luma plane: the low 32 bits of the capture time in
+/// milliseconds, or `None` if the sync pattern or the check byte does not match. The browser
+/// page of the benchmark decodes it the same way from the received video.
+pub fn read_stamp(luma: &[u8], w: usize, h: usize) -> Option<u32> {
+    let cell = stamp_cell_size(w);
+    if STAMP_ROWS * cell > h {
+        return None;
+    }
+    let mut cells = [false; STAMP_COLUMNS * STAMP_ROWS];
+    for (i, c) in cells.iter_mut().enumerate() {
+        let (cx, cy) = ((i % STAMP_COLUMNS) * cell, (i / STAMP_COLUMNS) * cell);
+        // The middle half of the cell, away from the edges the codec blurs.
+        let (from, to) = (cell / 4, (cell * 3 / 4).max(cell / 4 + 1));
+        let (mut sum, mut n) = (0u32, 0u32);
+        for y in cy + from..cy + to {
+            for x in cx + from..cx + to {
+                sum += luma[y * w + x] as u32;
+                n += 1;
+            }
+        }
+        *c = sum / n.max(1) >= 128;
+    }
+    if cells[..8] != STAMP_SYNC {
+        return None;
+    }
+    let value = cells[8..40].iter().fold(0u32, |a, &b| a << 1 | b as u32);
+    let check = cells[40..].iter().fold(0u8, |a, &b| a << 1 | b as u8);
+    (check == stamp_check(value)).then_some(value)
+}
+
+/// The stamp's check byte for `value`.
+fn stamp_check(value: u32) -> u8 {
+    value
+        .to_be_bytes()
+        .iter()
+        .fold(0u8, |a, b| a.wrapping_add(*b))
+        ^ 0xA5
+}
+
 impl VideoSource for TestPattern {
     fn next_frame(&mut self) -> Result<VideoFrame, MediaError> {
         let captured = SystemTime::now();
@@ -141,6 +233,7 @@ impl VideoSource for TestPattern {
             y0 + counter_h + small,
             small,
         );
+        draw_stamp(luma, u_plane, v_plane, w, h, unix_ms(captured));
         let pts = Duration::from_secs(self.frame) / self.fps.max(1);
         self.frame += 1;
         Ok(VideoFrame {
@@ -181,11 +274,94 @@ impl AudioSource for TestTone {
     }
 }
 
-/// A sink that keeps count of what it was given: samples and their RMS level.
+/// The tone of [`TestBursts`], its length, and its amplitude (of full scale).
+pub const BURST_HZ: f32 = 1000.0;
+pub const BURST_MS: u64 = 100;
+const BURST_AMPLITUDE: f32 = 0.5;
+
+/// A 1 kHz tone burst of 100 ms at each whole second of the wall clock, silence between: a
+/// microphone whose sound has a known origin time, for measuring one-way audio latency. Like
+/// a real microphone, a read returns the samples of the 20 ms (or whatever `buf` holds) that
+/// ended at the moment of the read.
+#[derive(Debug, Default)]
+pub struct TestBursts {
+    phase: f32,
+}
+
+impl TestBursts {
+    pub fn new() -> TestBursts {
+        TestBursts::default()
+    }
+
+    /// Fills `buf` with the samples whose time ends at `end`.
+    pub fn fill(&mut self, buf: &mut [i16], end: SystemTime) {
+        let end_us = end
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as u64;
+        let n = buf.len() as u64;
+        let step = TAU * BURST_HZ / SAMPLE_RATE as f32;
+        let amplitude = BURST_AMPLITUDE * i16::MAX as f32;
+        for (k, s) in buf.iter_mut().enumerate() {
+            let t_us = end_us.saturating_sub((n - k as u64) * 1_000_000 / SAMPLE_RATE as u64);
+            *s = if t_us % 1_000_000 < BURST_MS * 1000 {
+                let v = (self.phase.sin() * amplitude) as i16;
+                self.phase = (self.phase + step) % TAU;
+                v
+            } else {
+                self.phase = 0.0;
+                0
+            };
+        }
+    }
+}
+
+impl AudioSource for TestBursts {
+    fn read(&mut self, buf: &mut [i16]) -> Result<(), MediaError> {
+        self.fill(buf, SystemTime::now());
+        Ok(())
+    }
+}
+
+/// Finds where a sound begins after a silence, as [`TestBursts`] makes them: a sample above
+/// about -18 dBFS after at least 100 ms below about -30 dBFS.
+#[derive(Debug, Default)]
+pub struct OnsetDetector {
+    quiet: u64,
+}
+
+impl OnsetDetector {
+    const QUIET: i32 = 1000;
+    const LOUD: i32 = 4000;
+    const QUIET_SAMPLES: u64 = SAMPLE_RATE as u64 / 10;
+
+    /// The index in `samples` of the first onset among them, if any.
+    pub fn feed(&mut self, samples: &[i16]) -> Option<usize> {
+        let mut found = None;
+        for (i, &s) in samples.iter().enumerate() {
+            let a = (s as i32).abs();
+            if a >= Self::LOUD {
+                if self.quiet >= Self::QUIET_SAMPLES && found.is_none() {
+                    found = Some(i);
+                }
+                self.quiet = 0;
+            } else if a < Self::QUIET {
+                self.quiet += 1;
+            }
+        }
+        found
+    }
+}
+
+/// A sink that keeps count of what it was given: samples and their RMS level. It also logs (at
+/// debug level) the wall-clock time of each sound that begins after a silence — the time the
+/// sample is written here, plus its place in the write — which the benchmark reads to measure
+/// the browser-to-door audio latency.
 #[derive(Debug, Default)]
 pub struct RecordingSink {
     pub samples: u64,
     sum_squares: f64,
+    onsets: OnsetDetector,
 }
 
 impl RecordingSink {
@@ -202,6 +378,11 @@ impl AudioSink for RecordingSink {
     fn write(&mut self, samples: &[i16]) -> Result<(), MediaError> {
         self.samples += samples.len() as u64;
         self.sum_squares += samples.iter().map(|&s| (s as f64).powi(2)).sum::<f64>();
+        if let Some(i) = self.onsets.feed(samples) {
+            let at = SystemTime::now()
+                + Duration::from_micros(i as u64 * 1_000_000 / SAMPLE_RATE as u64);
+            log::debug!("audio onset from the peer at {} ms", unix_ms(at));
+        }
         Ok(())
     }
 }
@@ -242,6 +423,59 @@ mod tests {
             time_of_day(UNIX_EPOCH + Duration::from_millis(3_723_004)),
             "01:02:03.004"
         );
+    }
+
+    #[test]
+    fn the_stamp_reads_back_and_rejects_damage() {
+        for (w, h) in [(640usize, 480usize), (320, 240), (64, 48)] {
+            let mut p = TestPattern::new(w as u32, h as u32, 15);
+            let frame = p.next_frame().unwrap();
+            let ms = unix_ms(frame.captured);
+            assert_eq!(read_stamp(&frame.data, w, h), Some(ms as u32), "{w}x{h}");
+        }
+        let (w, h) = (320usize, 240usize);
+        let mut frame = TestPattern::new(320, 240, 15).next_frame().unwrap();
+        // One data cell flipped: the check byte no longer matches.
+        let cell = stamp_cell_size(w);
+        let (x, y) = (10 * cell + cell / 2, cell / 2);
+        let flipped = if frame.data[y * w + x] > 128 { 16 } else { 235 };
+        for yy in y - cell / 2..y + cell / 2 {
+            for xx in x - cell / 2..x + cell / 2 {
+                frame.data[yy * w + xx] = flipped;
+            }
+        }
+        assert_eq!(read_stamp(&frame.data, w, h), None);
+        assert_eq!(read_stamp(&[128u8; 320 * 240], w, h), None);
+    }
+
+    #[test]
+    fn bursts_start_on_whole_seconds_and_the_detector_finds_them() {
+        let mut src = TestBursts::new();
+        let mut detector = OnsetDetector::default();
+        let start = UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
+        let mut onsets = Vec::new();
+        let mut buf = vec![0i16; 960];
+        // 3 s of 20 ms reads: onsets at the whole seconds 1, 2 and 3 s after the start's second.
+        for i in 1..=150u64 {
+            let end = start + Duration::from_millis(20 * i);
+            src.fill(&mut buf, end);
+            if let Some(k) = detector.feed(&buf) {
+                let ms = unix_ms(end) as f64 - (960 - k) as f64 / 48.0;
+                onsets.push(ms);
+            }
+        }
+        assert_eq!(onsets.len(), 3, "{onsets:?}");
+        for (i, ms) in onsets.iter().enumerate() {
+            let nominal = 1_700_000_001_000.0 + 1000.0 * i as f64;
+            assert!((ms - nominal).abs() < 0.1, "{ms} vs {nominal}");
+        }
+        // A continuous tone never counts as an onset.
+        let mut tone = TestTone::new(440.0);
+        let mut detector = OnsetDetector::default();
+        for _ in 0..100 {
+            tone.read(&mut buf).unwrap();
+            assert_eq!(detector.feed(&buf), None);
+        }
     }
 
     #[test]

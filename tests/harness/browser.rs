@@ -177,6 +177,16 @@ impl Browser {
         }
     }
 
+    /// Forgets the events received so far (read or not).
+    pub fn clear_events(&mut self) {
+        self.events.clear();
+        while let Ok(v) = self.lines.try_recv() {
+            if v.get("event").is_none() {
+                panic!("[{}] unexpected line {v}", self.name);
+            }
+        }
+    }
+
     /// The browser console and driver log so far.
     pub fn console(&self) -> String {
         self.console.lock().unwrap().join("\n")

@@ -19,8 +19,12 @@ pub struct DoorSettings {
     pub incoming: &'static str,
     pub ring_timeout: &'static str,
     pub max_length: &'static str,
+    /// `[call] press_during_call`: "ignore" or "hangup".
+    pub press_during_call: &'static str,
     /// The synthetic camera's frame size.
     pub camera: (u32, u32),
+    /// `[audio] capture`: "test-tone" or "test-bursts".
+    pub capture: &'static str,
     /// Extra TOML appended to the file (e.g. a `[turn]` section).
     pub extra: String,
     /// Extra keys of the `[call]` section (e.g. `snapshot = false`).
@@ -35,7 +39,9 @@ impl Default for DoorSettings {
             incoming: "auto-answer",
             ring_timeout: "30s",
             max_length: "5m",
+            press_during_call: "ignore",
             camera: (320, 240),
+            capture: "test-tone",
             extra: String::new(),
             call_extra: String::new(),
         }
@@ -95,6 +101,7 @@ device_name = "door under test"
 incoming = "{incoming}"
 ring_timeout = "{ring}"
 max_length = "{max}"
+press_during_call = "{press}"
 {call_extra}
 
 [camera]
@@ -104,7 +111,7 @@ height = {height}
 fps = 15
 
 [audio]
-capture = "test-tone"
+capture = "{capture}"
 playback = "null"
 
 [control]
@@ -122,8 +129,10 @@ filter = "info,intercom=debug"
                 incoming = s.incoming,
                 ring = s.ring_timeout,
                 max = s.max_length,
+                press = s.press_during_call,
                 width = s.camera.0,
                 height = s.camera.1,
+                capture = s.capture,
                 socket = d.join("control.sock").display(),
                 extra = s.extra,
                 call_extra = s.call_extra,
@@ -258,6 +267,24 @@ impl Door {
                 }
             }
         }
+    }
+
+    /// Every log line that came since the last call (without waiting), also kept in `lines`.
+    pub fn drain_log(&mut self) -> Vec<String> {
+        let new: Vec<String> = self.log.try_iter().collect();
+        self.lines.extend(new.iter().cloned());
+        new
+    }
+
+    /// The daemon's process id (for /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the daemon and waits for it, keeping its log for a failure report.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn log_text(&self) -> String {

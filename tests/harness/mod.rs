@@ -18,7 +18,9 @@ pub mod browser;
 pub mod client;
 pub mod coturn;
 pub mod door;
+pub mod garbage;
 pub mod netns;
+pub mod procfs;
 pub mod synapse;
 pub mod world;
 

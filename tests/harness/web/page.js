@@ -26,6 +26,8 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 
 let client = null;
 let autoAnswer = false;
+/** With auto-answer on: answer only calls from this user (null: from anyone). */
+let autoAnswerFrom = null;
 /** callId -> record, see track(). Ended calls stay, so their stats and timings remain readable. */
 const calls = new Map();
 /** The call whose video the page shows (the most recent one). */
@@ -125,6 +127,8 @@ function onCallState(call, state) {
 function onHangup(call) {
     const rec = track(call);
     stopFramePoll(rec);
+    rec.stopMeasuring?.();
+    rec.stopMeasuring = null;
     emit("hangup", {
         call_id: call.callId,
         reason: call.hangupReason ?? null,
@@ -147,6 +151,7 @@ function showCall(rec) {
         remoteVideo.srcObject = remote;
         if (remote) {
             remoteVideo.play().catch((e) => e.name !== "AbortError" && console.warn("remote video play():", e.message));
+            if (synthetic) startMeasuring(rec, remote);
             // Time the first frame actually presented by the <video> element.
             remoteVideo.requestVideoFrameCallback?.(() => {
                 if (!rec.t.first_frame_rendered) rec.t.first_frame_rendered = now();
@@ -254,6 +259,223 @@ async function collectStats(pc) {
     };
 }
 
+// ---------------------------------------------------------------- synthetic media (benchmark)
+//
+// `synthetic_media {enabled: true}` makes getUserMedia (which matrix-js-sdk's MediaHandler calls)
+// return synthetic devices instead of Chromium's fake ones: a 640x480@15 canvas that carries the
+// same capture-time stamp as the door's test pattern (src/media/synthetic.rs: 24x2 square cells
+// along the top, a sync byte, the low 32 bits of the capture time in Unix ms, a check byte), and
+// a WebAudio microphone that plays 100 ms of 1 kHz at each whole second of the wall clock, as the
+// door's `test-bursts` does. It also measures what comes in: the stamp of every remote video
+// frame presented (latency = presentation wall time − stamp) and the onset of every remote tone
+// burst (wall time at which the sample reached the page's audio graph). `media_latency` returns
+// them.
+
+const STAMP_COLUMNS = 24;
+const STAMP_ROWS = 2;
+const STAMP_SYNC = [1, 0, 1, 1, 0, 0, 1, 0];
+
+let synthetic = false;
+const synth = { ctx: null, mic: null, canvas: null, video: null, timer: null };
+
+// Both processors label each 128-sample block with wall-clock times (Date.now() is there in the
+// audio worklet scope), never going back: a microphone's block ends now, a received block starts
+// now (as if played from now).
+const WORKLET = `
+function labeler(endsNow) {
+    let prevEnd = 0;
+    return (n) => {
+        const dur = (n * 1000) / sampleRate;
+        let start = endsNow ? Date.now() - dur : Date.now();
+        if (start < prevEnd) start = prevEnd;
+        prevEnd = start + dur;
+        return start;
+    };
+}
+class Bursts extends AudioWorkletProcessor {
+    constructor() { super(); this.label = labeler(true); this.phase = 0; }
+    process(_inputs, outputs) {
+        const out = outputs[0];
+        const n = out[0].length;
+        const start = this.label(n);
+        for (let k = 0; k < n; k++) {
+            const t = start + (k * 1000) / sampleRate;
+            let v = 0;
+            if (((t % 1000) + 1000) % 1000 < 100) {
+                v = 0.5 * Math.sin(this.phase);
+                this.phase += (2 * Math.PI * 1000) / sampleRate;
+            } else {
+                this.phase = 0;
+            }
+            for (const ch of out) ch[k] = v;
+        }
+        return true;
+    }
+}
+class Onsets extends AudioWorkletProcessor {
+    constructor() { super(); this.label = labeler(false); this.quiet = 0; }
+    process(inputs) {
+        const ch = inputs[0] && inputs[0][0];
+        const n = ch ? ch.length : 128;
+        const start = this.label(n);
+        if (!ch) { this.quiet += n; return true; }
+        for (let k = 0; k < n; k++) {
+            const a = Math.abs(ch[k]);
+            if (a >= 4000 / 32767) {
+                if (this.quiet >= sampleRate / 10) this.port.postMessage(start + (k * 1000) / sampleRate);
+                this.quiet = 0;
+            } else if (a < 1000 / 32767) {
+                this.quiet++;
+            }
+        }
+        return true;
+    }
+}
+registerProcessor("bursts", Bursts);
+registerProcessor("onsets", Onsets);
+`;
+
+async function audioContext() {
+    if (!synth.ctx) {
+        const ctx = new AudioContext({ sampleRate: 48000 });
+        const url = URL.createObjectURL(new Blob([WORKLET], { type: "text/javascript" }));
+        await ctx.audioWorklet.addModule(url);
+        await ctx.resume();
+        synth.ctx = ctx;
+    }
+    return synth.ctx;
+}
+
+async function syntheticAudioTrack() {
+    const ctx = await audioContext();
+    if (!synth.mic) {
+        const bursts = new AudioWorkletNode(ctx, "bursts", { numberOfInputs: 0, outputChannelCount: [1] });
+        const dest = ctx.createMediaStreamDestination();
+        bursts.connect(dest);
+        synth.mic = dest.stream;
+    }
+    // js-sdk stops the tracks it was given when the call ends: each call gets its own clone.
+    return synth.mic.getAudioTracks()[0].clone();
+}
+
+function drawSyntheticFrame() {
+    const c = synth.canvas;
+    const g = c.getContext("2d");
+    const colours = ["#ebebeb", "#d2d210", "#10d2d2", "#10d210", "#d210d2", "#d21010", "#1010d2", "#101010"];
+    const shift = Math.floor(Date.now() / 66) * 4;
+    const bar = c.width / 8;
+    for (let i = 0; i < 9; i++) {
+        g.fillStyle = colours[i % 8];
+        g.fillRect(((i * bar + shift) % (c.width + bar)) - bar, 0, bar + 1, c.height);
+    }
+    const ms = Date.now() % 2 ** 32;
+    let check = 0;
+    for (let b = 0; b < 4; b++) check = (check + Math.floor(ms / 2 ** (8 * b)) % 256) % 256;
+    check ^= 0xa5;
+    const cells = [...STAMP_SYNC];
+    for (let i = 31; i >= 0; i--) cells.push(Math.floor(ms / 2 ** i) % 2);
+    for (let i = 7; i >= 0; i--) cells.push((check >> i) & 1);
+    const cell = Math.max(1, Math.floor(c.width / STAMP_COLUMNS));
+    cells.forEach((on, i) => {
+        g.fillStyle = on ? "#ffffff" : "#000000";
+        g.fillRect((i % STAMP_COLUMNS) * cell, Math.floor(i / STAMP_COLUMNS) * cell, cell, cell);
+    });
+}
+
+function syntheticVideoTrack() {
+    if (!synth.canvas) {
+        synth.canvas = document.createElement("canvas");
+        synth.canvas.width = 640;
+        synth.canvas.height = 480;
+        drawSyntheticFrame();
+        synth.video = synth.canvas.captureStream(15);
+        synth.timer = setInterval(drawSyntheticFrame, 1000 / 15);
+    }
+    return synth.video.getVideoTracks()[0].clone();
+}
+
+const realGetUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = async (constraints) => {
+    if (!synthetic) return realGetUserMedia(constraints);
+    const tracks = [];
+    if (constraints?.audio) tracks.push(await syntheticAudioTrack());
+    if (constraints?.video) tracks.push(syntheticVideoTrack());
+    return new MediaStream(tracks);
+};
+
+/** The stamp in the top rows of an RGBA strip `w` wide: the low 32 bits of Unix ms, or null. */
+function readStamp(rgba, w) {
+    const cell = Math.max(1, Math.floor(w / STAMP_COLUMNS));
+    const from = Math.floor(cell / 4);
+    const to = Math.max(Math.floor((cell * 3) / 4), from + 1);
+    const bits = [];
+    for (let i = 0; i < STAMP_COLUMNS * STAMP_ROWS; i++) {
+        const cx = (i % STAMP_COLUMNS) * cell;
+        const cy = Math.floor(i / STAMP_COLUMNS) * cell;
+        let sum = 0;
+        let n = 0;
+        for (let y = cy + from; y < cy + to; y++) {
+            for (let x = cx + from; x < cx + to; x++) {
+                const o = (y * w + x) * 4;
+                sum += 0.299 * rgba[o] + 0.587 * rgba[o + 1] + 0.114 * rgba[o + 2];
+                n++;
+            }
+        }
+        bits.push(sum / n >= 128 ? 1 : 0);
+    }
+    if (STAMP_SYNC.some((b, i) => bits[i] !== b)) return null;
+    let value = 0;
+    for (let i = 8; i < 40; i++) value = value * 2 + bits[i];
+    let check = 0;
+    for (let i = 40; i < 48; i++) check = check * 2 + bits[i];
+    let sum = 0;
+    for (let b = 0; b < 4; b++) sum = (sum + (Math.floor(value / 2 ** (8 * b)) % 256)) % 256;
+    return (sum ^ 0xa5) === check ? value : null;
+}
+
+/** Starts measuring the remote media of `rec` (shown in the remote <video>). */
+function startMeasuring(rec, stream) {
+    rec.latency ??= { video: [], audio: [], unreadable_frames: 0 };
+    const lat = rec.latency;
+    if (remoteVideo.requestVideoFrameCallback) {
+        const canvas = document.createElement("canvas");
+        const g = canvas.getContext("2d", { willReadFrequently: true });
+        const onFrame = (nowPerf, meta) => {
+            if (remoteVideo.srcObject !== stream || rec.call.state === CallState.Ended) return;
+            const wall = Date.now() + ((meta.expectedDisplayTime ?? nowPerf) - performance.now());
+            const w = meta.width || remoteVideo.videoWidth;
+            const strip = STAMP_ROWS * Math.max(1, Math.floor(w / STAMP_COLUMNS));
+            if (w > 0) {
+                canvas.width = w;
+                canvas.height = strip;
+                g.drawImage(remoteVideo, 0, 0, w, strip, 0, 0, w, strip);
+                const value = readStamp(g.getImageData(0, 0, w, strip).data, w);
+                if (value === null) lat.unreadable_frames++;
+                else if (lat.video.length < 100_000) {
+                    lat.video.push([wall, (((wall - value) % 2 ** 32) + 2 ** 32) % 2 ** 32]);
+                }
+            }
+            remoteVideo.requestVideoFrameCallback(onFrame);
+        };
+        remoteVideo.requestVideoFrameCallback(onFrame);
+    }
+    if (stream.getAudioTracks().length) {
+        audioContext().then((ctx) => {
+            const source = ctx.createMediaStreamSource(stream);
+            const onsets = new AudioWorkletNode(ctx, "onsets", { numberOfInputs: 1, numberOfOutputs: 1 });
+            const mute = ctx.createGain();
+            mute.gain.value = 0;
+            source.connect(onsets).connect(mute).connect(ctx.destination);
+            onsets.port.onmessage = (e) => lat.audio.length < 100_000 && lat.audio.push(e.data);
+            rec.stopMeasuring = () => {
+                source.disconnect();
+                onsets.disconnect();
+                mute.disconnect();
+            };
+        }, (e) => console.error("audio measurement:", e));
+    }
+}
+
 // ---------------------------------------------------------------- client
 
 async function login({ homeserver, user, password, encryption = false, timeout_ms }) {
@@ -308,7 +530,7 @@ async function login({ homeserver, user, password, encryption = false, timeout_m
             video: call.type === "video",
             t_ms: rec.t.invite_received.wall_ms,
         });
-        if (autoAnswer) {
+        if (autoAnswer && (!autoAnswerFrom || autoAnswerFrom === call.getOpponentMember()?.userId)) {
             rec.t.answered = now();
             call.answer(true, true).catch((e) => console.error("auto-answer failed:", e));
         }
@@ -482,8 +704,20 @@ window.peer = {
     stats,
     timings,
     listCalls,
-    async setAutoAnswer({ enabled = true }) {
+    async syntheticMedia({ enabled = true }) {
+        synthetic = !!enabled;
+        if (synthetic) await audioContext();
+        return { enabled: synthetic };
+    },
+    async mediaLatency({ call_id }) {
+        return requireCall(call_id).latency ?? { video: [], audio: [], unreadable_frames: 0 };
+    },
+    async version() {
+        return { user_agent: navigator.userAgent };
+    },
+    async setAutoAnswer({ enabled = true, from = null }) {
         autoAnswer = !!enabled;
+        autoAnswerFrom = from;
         return { enabled: autoAnswer };
     },
     ready: true,

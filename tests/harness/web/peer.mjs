@@ -202,6 +202,9 @@ const PAGE_METHODS = {
     stats: "stats",
     timings: "timings",
     calls: "listCalls",
+    synthetic_media: "syntheticMedia",
+    media_latency: "mediaLatency",
+    version: "version",
 };
 
 /** page.evaluate errors read "page.evaluate: Error: msg\n    at ..."; keep "msg". */
