@@ -19,6 +19,8 @@ use crate::config::{self, Config};
 use crate::control::{self, Command};
 use crate::error::Error;
 use crate::matrix::{self, Matrix, MatrixEvent};
+use crate::media::speaker::Ringer;
+use crate::media::tones::ToneKind;
 use crate::rtc::{IceServer, Rtc, RtcSettings};
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -122,6 +124,12 @@ async fn drive(config: Config) -> Result<(), Error> {
 
     let (rtc_tx, mut rtc_events) = mpsc::unbounded_channel();
     let mut rtc = Rtc::new(RtcSettings::from_config(&config), rtc_tx);
+    // The speaker's owner lives as long as the daemon; calls reach the same one.
+    let ringer = Ringer::new(
+        &config.audio.playback,
+        &config.audio.ringtone,
+        &config.audio.ringback,
+    );
     let (turn_tx, mut turn_updates) = mpsc::channel(1);
     match &config.turn {
         Some(turn) => rtc.set_ice_servers(vec![configured_turn(turn)?]),
@@ -155,7 +163,7 @@ async fn drive(config: Config) -> Result<(), Error> {
 
     loop {
         while let Some(output) = core.poll_output() {
-            dispatch(output, &matrix, &mut rtc, &mut status);
+            dispatch(output, &matrix, &mut rtc, &ringer, &mut status);
         }
         // Before waiting: a changed status reaches systemd now, not at the next event.
         if status.changed() {
@@ -208,7 +216,7 @@ async fn drive(config: Config) -> Result<(), Error> {
     log::info!("stopping");
     core.handle_input(Instant::now(), Input::Shutdown);
     while let Some(output) = core.poll_output() {
-        dispatch(output, &matrix, &mut rtc, &mut status);
+        dispatch(output, &matrix, &mut rtc, &ringer, &mut status);
     }
     notify(&[NotifyState::Stopping, NotifyState::Status("Stopping")]);
     drop(rtc);
@@ -263,7 +271,7 @@ impl Status {
 }
 
 /// Carries one output of the core to the adapter it is for.
-fn dispatch(output: Output, matrix: &Matrix, rtc: &mut Rtc, status: &mut Status) {
+fn dispatch(output: Output, matrix: &Matrix, rtc: &mut Rtc, ringer: &Ringer, status: &mut Status) {
     match output {
         Output::Status(s) => {
             log::info!("status: {s}");
@@ -289,7 +297,15 @@ fn dispatch(output: Output, matrix: &Matrix, rtc: &mut Rtc, status: &mut Status)
             }
             rtc.command(&call, command);
         }
-        Output::Device(command) => log::debug!("device: {command:?}"),
+        Output::Device(command) => {
+            log::debug!("device: {command:?}");
+            match command {
+                call::DeviceCommand::Ringtone(on) => ringer.set(ToneKind::Ringtone, on),
+                call::DeviceCommand::Ringback(on) => ringer.set(ToneKind::Ringback, on),
+                // The call's task opens and closes the microphone and the speaker's sink.
+                call::DeviceCommand::StartMedia | call::DeviceCommand::StopMedia => {}
+            }
+        }
     }
 }
 
