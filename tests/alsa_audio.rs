@@ -137,14 +137,16 @@ fn the_microphone_becomes_opus_that_decodes_to_what_it_heard() {
         let packet = encoder.encode(&frame).unwrap();
         decoded.extend_from_slice(decoder.decode(&packet).unwrap());
     }
-    let (correlation, lag) = best_lag(&input, &decoded, input.len());
+    // The queue's start-up (at most 30 ms) plus Opus's delay: well under 100 ms.
+    let (correlation, lag) = best_lag(&input, &decoded, 4800);
     assert!(
         correlation > 0.9,
         "correlation {correlation:.3} at lag {lag}"
     );
     // Past the input: the file's end reads as silence.
-    let tail = &decoded[lag + input.len() + 2 * FRAME_SAMPLES..];
-    assert!(tail.iter().all(|s| s.abs() < 50), "noise after the end");
+    let tail = &decoded[lag + input.len() + 5 * FRAME_SAMPLES..];
+    let peak = tail.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+    assert!(peak < 200, "peak {peak} after the end");
 }
 
 #[test]

@@ -105,7 +105,9 @@ impl Resampler {
         if self.is_identity() {
             0.0
         } else {
-            (TAPS as f64 - 1.0) / 2.0 * f64::from(self.to) / f64::from(self.from)
+            // The prototype's centre, (up * TAPS - 1) / 2 at up times the input rate.
+            (self.up * TAPS - 1) as f64 / (2 * self.up) as f64 * f64::from(self.to)
+                / f64::from(self.from)
         }
     }
 
