@@ -222,7 +222,9 @@ impl Device {
         Ok(())
     }
 
-    /// Reads one period; returns it as interleaved floats.
+    /// Reads one period; returns it as interleaved floats. The buffer is silence before each
+    /// read: a plugin that delivers no samples (`null`, a `file` past its input's end) leaves it
+    /// as it is, which would otherwise repeat the last period read.
     fn read_period(&mut self, out: &mut Vec<f32>) -> Result<(), MediaError> {
         let ch = self.choice.channels as usize;
         let len = self.choice.period * ch;
@@ -231,6 +233,7 @@ impl Device {
             self.simulated_xrun()?;
             let result = match self.choice.format {
                 SampleFormat::S16 => {
+                    self.raw16.clear();
                     self.raw16.resize(len, 0);
                     let io = self
                         .pcm
@@ -241,6 +244,7 @@ impl Device {
                     })
                 }
                 SampleFormat::S32 => {
+                    self.raw32.clear();
                     self.raw32.resize(len, 0);
                     let io = self
                         .pcm
