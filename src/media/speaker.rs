@@ -330,56 +330,70 @@ impl Speaker {
         true
     }
 
-    /// The thread: open, then a tick every 20 ms until idle or failed.
+    /// The thread: open, then a tick every 20 ms until idle or failed. The device is closed
+    /// (drained) before the thread says so: [`Speaker::wait_closed`] returns when what was
+    /// written has reached the device. Something to play that came while it was closing opens
+    /// it again.
     fn run(self) {
         let inner = &self.0;
-        let mut device = match (inner.opener)() {
-            Ok(d) => d,
-            Err(e) => {
-                log::warn!("speaker: {e}; playing nothing until the next ring or call");
+        loop {
+            let mut device = match (inner.opener)() {
+                Ok(d) => d,
+                Err(e) => {
+                    log::warn!("speaker: {e}; playing nothing until the next ring or call");
+                    let mut state = self.lock();
+                    state.running = false;
+                    state.failed = true;
+                    state.stats.last_error = Some(e.0);
+                    inner.changed.notify_all();
+                    return;
+                }
+            };
+            {
                 let mut state = self.lock();
+                state.stats.opened += 1;
+                state.stats.open = true;
+                state.xruns_before = state.stats.xruns;
+            }
+            let failure = self.play(device.as_mut());
+            // Drained and closed outside the lock.
+            drop(device);
+            let mut state = self.lock();
+            state.stats.open = false;
+            if let Some(e) = failure {
+                log::warn!("speaker: {e}; closed until the next ring or call");
                 state.running = false;
                 state.failed = true;
                 state.stats.last_error = Some(e.0);
+                state.call.clear();
                 inner.changed.notify_all();
                 return;
             }
-        };
-        {
-            let mut state = self.lock();
-            state.stats.opened += 1;
-            state.stats.open = true;
-            state.xruns_before = state.stats.xruns;
+            if !state.active() {
+                state.running = false;
+                inner.changed.notify_all();
+                return;
+            }
         }
+    }
+
+    /// Ticks on `device` until there has been nothing to play for [`IDLE_CLOSE`] (`None`) or
+    /// a write fails (the error).
+    fn play(&self, device: &mut dyn PcmOut) -> Option<MediaError> {
+        let inner = &self.0;
         let mut chunk = vec![0i16; FRAME_SAMPLES];
         let mut idle_since = None;
         let mut next = Instant::now();
         loop {
-            {
-                let mut state = self.lock();
-                if !self.mix(&mut state, &mut chunk, &mut idle_since) {
-                    state.running = false;
-                    state.stats.open = false;
-                    inner.changed.notify_all();
-                    // Closed (and drained) outside the lock.
-                    drop(state);
-                    drop(device);
-                    return;
-                }
+            if !self.mix(&mut self.lock(), &mut chunk, &mut idle_since) {
+                return None;
             }
             let result = device.write(&chunk);
             let xruns = device.xruns();
             let mut state = self.lock();
             state.stats.xruns = state.xruns_before + xruns;
             if let Err(e) = result {
-                log::warn!("speaker: {e}; closed until the next ring or call");
-                state.running = false;
-                state.failed = true;
-                state.stats.open = false;
-                state.stats.last_error = Some(e.0);
-                state.call.clear();
-                inner.changed.notify_all();
-                return;
+                return Some(e);
             }
             inner.reference.push(&chunk);
             state.stats.written += chunk.len() as u64;
@@ -473,14 +487,20 @@ impl Drop for SpeakerSink {
 mod tests {
     use super::*;
 
-    /// A device that records what it is given.
+    /// A device that records what it is given, and how often it was closed.
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<i16>>>);
+    struct Recorder(Arc<Mutex<Vec<i16>>>, Arc<Mutex<usize>>);
 
     impl PcmOut for Recorder {
         fn write(&mut self, samples: &[i16]) -> Result<(), MediaError> {
             self.0.lock().unwrap().extend_from_slice(samples);
             Ok(())
+        }
+    }
+
+    impl Drop for Recorder {
+        fn drop(&mut self) {
+            *self.1.lock().unwrap() += 1;
         }
     }
 
@@ -502,6 +522,8 @@ mod tests {
         drop(sink);
         let stats = speaker.wait_closed(Duration::from_secs(10));
         assert!(!stats.open, "{stats:?}");
+        // Closed means closed: the device was dropped (an ALSA PCM drained) by then.
+        assert_eq!(*rec.1.lock().unwrap(), 1);
         let played = rec.0.lock().unwrap().clone();
         // The ringback's 425 Hz burst came first, then the call's samples, each once.
         assert!(played[..FRAME_SAMPLES].iter().any(|&s| s.abs() > 5000));
