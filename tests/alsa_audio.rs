@@ -6,20 +6,21 @@
 //! alsa-lib reads its configuration once per process, before the first ALSA call: every test
 //! here calls [`setup`] first, which writes the configuration and points `ALSA_CONFIG_PATH` at
 //! it (after the system's `alsa.conf`, which must stay first).
+//!
+//! The plugins do not pace, and neither do these tests: a capture is read with [`read_frame`],
+//! which awaits the capture thread's samples before each read (a call reads on its own 20 ms
+//! clock instead, and a read that finds too little fills in silence).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use intercom::config::AudioEndpoint;
-use intercom::media::aec::Processing;
 use intercom::media::alsa::{AlsaCapture, AlsaPlayback, SampleFormat};
 use intercom::media::opus_codec::{OpusDecoder, OpusEncoder};
 use intercom::media::speaker::Speaker;
 use intercom::media::speechlike::speech_like;
-use intercom::media::{
-    open_audio_sink, open_call_source, AudioSource, MediaSettings, FRAME_SAMPLES,
-};
+use intercom::media::{open_audio_sink, AudioSource, FRAME_SAMPLES};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -59,6 +60,16 @@ pcm.speaker44 {{ type file; slave.pcm "card44"; file "{d}/speaker44.raw"; format
         );
         dir
     })
+}
+
+/// Reads the microphone's next frame once the capture thread has it, so that it holds captured
+/// samples only.
+fn read_frame(mic: &mut AlsaCapture, frame: &mut [i16]) {
+    assert!(
+        mic.wait_ready(frame.len(), WAIT),
+        "the microphone delivered nothing"
+    );
+    mic.read(frame).unwrap();
 }
 
 fn write_raw(path: &Path, samples: &[i16]) {
@@ -120,29 +131,28 @@ fn the_microphone_becomes_opus_that_decodes_to_what_it_heard() {
     let dir = setup();
     let input = speech_like(3, 2 * 48_000, 0.5);
     write_raw(&dir.join("mic.raw"), &input);
-    let media = MediaSettings {
-        capture: AudioEndpoint::Pcm("door_mic".into()),
-        playback: AudioEndpoint::Null,
-        processing: Processing::off(),
-        ..MediaSettings::synthetic()
-    };
-    let mut mic = open_call_source(&media).unwrap();
+    // What `open_call_source` opens for a PCM with the processing off.
+    let mut mic = AlsaCapture::open("door_mic", None).unwrap();
     let mut encoder = OpusEncoder::new().unwrap();
     let mut decoder = OpusDecoder::new().unwrap();
     let mut frame = vec![0i16; FRAME_SAMPLES];
     let mut decoded = Vec::new();
-    // The input, and as much again: the start waits for the queue to fill, Opus adds its delay.
+    // The input, and as much again: past the file's end the microphone hears silence.
     for _ in 0..2 * input.len() / FRAME_SAMPLES {
-        mic.read(&mut frame).unwrap();
+        read_frame(&mut mic, &mut frame);
         let packet = encoder.encode(&frame).unwrap();
         decoded.extend_from_slice(decoder.decode(&packet).unwrap());
     }
-    // The queue's start-up (at most 30 ms) plus Opus's delay: well under 100 ms.
+    assert_eq!(mic.underruns(), 0);
+    // Opus's delay (6.5 ms); the lag is searched up to 100 ms.
     let (correlation, lag) = best_lag(&input, &decoded, 4800);
+    println!("correlation {correlation:.3} at lag {lag}");
     assert!(
         correlation > 0.9,
         "correlation {correlation:.3} at lag {lag}"
     );
+    // Nothing but the codec's delay in front: no silence from the capture's start.
+    assert!(lag <= 480, "lag {lag}");
     // Past the input: the file's end reads as silence.
     let tail = &decoded[lag + input.len() + 5 * FRAME_SAMPLES..];
     let peak = tail.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
@@ -203,10 +213,11 @@ fn capture_xruns_are_recovered_and_counted() {
         if i == 20 {
             mic.simulate_xrun();
         }
-        mic.read(&mut frame).unwrap();
+        read_frame(&mut mic, &mut frame);
         got.extend_from_slice(&frame);
     }
     assert_eq!(mic.xruns(), 1);
+    assert_eq!(mic.underruns(), 0);
     // The capture went on: the file's samples, in order, after the silence of the start. (The
     // file plugin loses nothing in a recovery; a card would lose what it overran.)
     let start = got.iter().position(|&s| s != 0).unwrap();
@@ -255,7 +266,7 @@ fn a_44k1_stereo_card_is_converted_both_ways() {
     let mut got = Vec::new();
     let mut frame = vec![0i16; FRAME_SAMPLES];
     for _ in 0..60 {
-        mic.read(&mut frame).unwrap();
+        read_frame(&mut mic, &mut frame);
         got.extend(frame.iter().map(|&s| f64::from(s)));
     }
     let start = got.iter().position(|&s| s != 0.0).unwrap() + 2000;

@@ -374,6 +374,38 @@ impl AlsaCapture {
         self.lock().underruns
     }
 
+    /// Waits until a [`read`](AudioSource::read) of `samples` would return captured samples
+    /// only, no silence filled in (or the device failed, or `timeout` passed); returns whether
+    /// it would. `samples` is at most the queue's 60 ms. The call reads on its own clock and never needs this; a reader that is not
+    /// paced (a test on alsa-lib's unpaced plugins) awaits the capture thread with it.
+    pub fn wait_ready(&self, samples: usize, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let ready = |state: &CaptureState| {
+            let needed = if state.primed {
+                samples
+            } else {
+                CAPTURE_PRIME.max(samples)
+            };
+            state.queue.len() >= needed
+        };
+        let mut state = self.lock();
+        loop {
+            if ready(&state) {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if state.error.is_some() || now >= deadline {
+                return false;
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// Makes the device's next read meet an xrun, recovered as a real one is (`snd_pcm_recover`
     /// with `EPIPE` on the open PCM). For tests: alsa-lib's userspace plugins never overrun.
     #[doc(hidden)]
