@@ -598,8 +598,11 @@ pub fn probe(name: &str, direction: Direction) -> Result<HwChoice, MediaError> {
     open_pcm(name, direction).map(|(_, choice)| choice)
 }
 
+/// PCMs as (name, description).
+pub type PcmList = Vec<(String, String)>;
+
 /// The PCMs alsa-lib declares, split by direction: (capture, playback), each (name, description).
-pub fn pcms_by_direction() -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub fn pcms_by_direction() -> (PcmList, PcmList) {
     let mut capture = Vec::new();
     let mut playback = Vec::new();
     let Ok(hints) = ::alsa::device_name::HintIter::new_str(None, "pcm") else {

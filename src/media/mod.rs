@@ -276,7 +276,7 @@ impl<T: AudioSink + ?Sized> AudioSink for Box<T> {
 
 /// ALSA PCMs this machine declares, (capture, playback), each as names and descriptions, for
 /// `intercom devices`.
-pub fn alsa_pcms() -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub fn alsa_pcms() -> (alsa::PcmList, alsa::PcmList) {
     alsa::pcms_by_direction()
 }
 

@@ -58,7 +58,7 @@ impl Tone {
     /// The built-in ringtone: see the module.
     pub fn builtin_ringtone() -> Tone {
         let warble = |t: f32| {
-            let f = if (t * 40.0) as u32 % 2 == 0 {
+            let f = if ((t * 40.0) as u32).is_multiple_of(2) {
                 800.0
             } else {
                 1000.0
@@ -150,7 +150,7 @@ impl Tone {
         let mut out = Vec::new();
         resampler.process(&mono, &mut out);
         // The filter's tail: what the last input samples still owe.
-        resampler.process(&vec![0.0; super::resample::TAPS], &mut out);
+        resampler.process(&[0.0; super::resample::TAPS], &mut out);
         let samples: Vec<i16> = out.into_iter().map(f32_to_i16).collect();
         if samples.is_empty() {
             return Err("no samples".to_owned());
@@ -217,7 +217,11 @@ mod tests {
             })
             .collect();
         let tone = Tone::parse_wav(&wav_bytes(&frames, 22_050, 2)).unwrap();
-        assert!((48_000..=48_200).contains(&tone.samples.len()), "{}", tone.samples.len());
+        assert!(
+            (48_000..=48_200).contains(&tone.samples.len()),
+            "{}",
+            tone.samples.len()
+        );
         // The mix-down halves it: amplitude 4000, RMS 4000/sqrt(2).
         let level = rms(&tone.samples[1000..47_000]) * 32768.0;
         assert!((level - 4000.0 / 2f64.sqrt()).abs() < 60.0, "{level}");
