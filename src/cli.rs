@@ -203,17 +203,20 @@ fn check(path: &Path) -> Result<(), Error> {
                 } else {
                     alsa::Direction::Playback
                 };
-                match alsa::PCM::new(name, dir, true) {
-                    Ok(_) => Finding {
+                match crate::media::alsa::probe(name, dir) {
+                    Ok(c) => Finding {
                         ok: true,
                         what: format!("{what} {name:?}"),
-                        detail: "opens".into(),
+                        detail: format!(
+                            "opens: {} Hz, {} channel(s), {:?}",
+                            c.rate, c.channels, c.format
+                        ),
                         ..Finding::default()
                     },
                     Err(e) => Finding {
                         ok: false,
                         what: format!("{what} {name:?}"),
-                        detail: format!("cannot open: {e}"),
+                        detail: e.0,
                         ..Finding::default()
                     },
                 }
@@ -397,11 +400,17 @@ fn devices() {
         }
     }
     println!("  test-pattern  (built in)");
-    println!("ALSA PCMs:");
-    for (name, desc) in crate::media::alsa_pcms() {
+    let (capture, playback) = crate::media::alsa_pcms();
+    println!("ALSA capture PCMs ([audio] capture):");
+    for (name, desc) in capture {
         println!("  {name}  {desc}");
     }
     println!("  test-tone, null  (built in)");
+    println!("ALSA playback PCMs ([audio] playback):");
+    for (name, desc) in playback {
+        println!("  {name}  {desc}");
+    }
+    println!("  null  (built in)");
     println!("GPIO chips:");
     let chips = crate::gpio::chips();
     if chips.is_empty() {

@@ -163,6 +163,14 @@ pub struct AudioConfig {
     pub playback: AudioEndpoint,
     #[serde(default = "default_true")]
     pub echo_cancellation: bool,
+    #[serde(default = "default_true")]
+    pub noise_suppression: bool,
+    #[serde(default = "default_true")]
+    pub gain_control: bool,
+    #[serde(default = "default_tone")]
+    pub ringtone: ToneSetting,
+    #[serde(default = "default_tone")]
+    pub ringback: ToneSetting,
 }
 
 impl Default for AudioConfig {
@@ -171,9 +179,15 @@ impl Default for AudioConfig {
             capture: default_pcm(),
             playback: default_pcm(),
             echo_cancellation: true,
+            noise_suppression: true,
+            gain_control: true,
+            ringtone: default_tone(),
+            ringback: default_tone(),
         }
     }
 }
+
+pub use crate::media::tones::ToneSetting;
 
 /// An audio endpoint: an ALSA PCM, a synthetic tone (capture only) or nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,6 +394,9 @@ fn default_max_bitrate() -> u32 {
 fn default_pcm() -> AudioEndpoint {
     AudioEndpoint::Pcm("default".to_owned())
 }
+fn default_tone() -> ToneSetting {
+    ToneSetting::Builtin
+}
 fn default_chip() -> String {
     "gpiochip0".to_owned()
 }
@@ -421,7 +438,8 @@ fn default_of(key: &str) -> Option<&'static str> {
         "camera.fps" => "15",
         "camera.max_bitrate" => "\"2000kbit\"",
         "audio.capture" | "audio.playback" => "\"default\"",
-        "audio.echo_cancellation" => "true",
+        "audio.echo_cancellation" | "audio.noise_suppression" | "audio.gain_control" => "true",
+        "audio.ringtone" | "audio.ringback" => "\"builtin\"",
         "button.chip" | "door.chip" | "led.chip" => "\"gpiochip0\"",
         "button.bias" => "\"auto\"",
         "button.long_press" => "\"3s\"",
@@ -516,6 +534,20 @@ impl<'de> Deserialize<'de> for AudioEndpoint {
                 "expected an ALSA PCM name (\"default\", \"plughw:1,0\"), \"test-tone\" or \"null\", found an empty string",
             )),
             p => Ok(AudioEndpoint::Pcm(p.to_owned())),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ToneSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "builtin" => Ok(ToneSetting::Builtin),
+            "off" => Ok(ToneSetting::Off),
+            "" => Err(de::Error::custom(
+                "expected \"builtin\", \"off\" or the path of a 16-bit PCM WAV file, found an empty string",
+            )),
+            p => Ok(ToneSetting::Wav(PathBuf::from(p))),
         }
     }
 }
@@ -807,6 +839,19 @@ impl Config {
                 "audio.playback",
                 "\"test-tone\" and \"test-bursts\" are capture sources; for playback use an ALSA PCM or \"null\"",
             ));
+        }
+        for (key, setting) in [
+            ("audio.ringtone", &self.audio.ringtone),
+            ("audio.ringback", &self.audio.ringback),
+        ] {
+            if let ToneSetting::Wav(path) = setting {
+                if let Err(e) = crate::media::tones::Tone::from_wav(path) {
+                    return Err(doc.at(
+                        key,
+                        &format!("{e} (expected \"builtin\", \"off\" or a 16-bit PCM WAV file)"),
+                    ));
+                }
+            }
         }
         if let Some(b) = &self.button {
             if b.debounce > Duration::from_secs(1) {

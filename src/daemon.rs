@@ -20,6 +20,8 @@ use crate::control::{self, Command};
 use crate::error::Error;
 use crate::gpio::{self, OutputConfig, OutputLine};
 use crate::matrix::{self, Matrix, MatrixEvent};
+use crate::media::speaker::Ringer;
+use crate::media::tones::ToneKind;
 use crate::panel::{Panel, PanelConfig, PanelOutput};
 use crate::rtc::{IceServer, Rtc, RtcSettings};
 
@@ -233,6 +235,12 @@ async fn drive(config: Config) -> Result<(), Error> {
 
     let (rtc_tx, mut rtc_events) = mpsc::unbounded_channel();
     let mut rtc = Rtc::new(RtcSettings::from_config(&config), rtc_tx);
+    // The speaker's owner lives as long as the daemon; calls reach the same one.
+    let ringer = Ringer::new(
+        &config.audio.playback,
+        &config.audio.ringtone,
+        &config.audio.ringback,
+    );
     let (turn_tx, mut turn_updates) = mpsc::channel(1);
     match &config.turn {
         Some(turn) => rtc.set_ice_servers(vec![configured_turn(turn)?]),
@@ -271,6 +279,7 @@ async fn drive(config: Config) -> Result<(), Error> {
                 let out = Outlets {
                     matrix: &matrix,
                     snapshots: snapshots.as_ref(),
+                    ringer: &ringer,
                 };
                 dispatch(output, &out, &mut rtc, &mut status, &mut panel, now);
                 continue;
@@ -365,6 +374,7 @@ async fn drive(config: Config) -> Result<(), Error> {
         let out = Outlets {
             matrix: &matrix,
             snapshots: None,
+            ringer: &ringer,
         };
         dispatch(
             output,
@@ -438,6 +448,7 @@ impl Status {
 struct Outlets<'a> {
     matrix: &'a Arc<Matrix>,
     snapshots: Option<&'a Snapshots>,
+    ringer: &'a Ringer,
 }
 
 /// Carries one output of the core to the adapter it is for.
@@ -487,7 +498,15 @@ fn dispatch(
             }
             rtc.command(&call, command);
         }
-        Output::Device(command) => log::debug!("device: {command:?}"),
+        Output::Device(command) => {
+            log::debug!("device: {command:?}");
+            match command {
+                call::DeviceCommand::Ringtone(on) => out.ringer.set(ToneKind::Ringtone, on),
+                call::DeviceCommand::Ringback(on) => out.ringer.set(ToneKind::Ringback, on),
+                // The call's task opens and closes the microphone and the speaker's sink.
+                call::DeviceCommand::StartMedia | call::DeviceCommand::StopMedia => {}
+            }
+        }
     }
 }
 

@@ -37,6 +37,7 @@ fn settings(video: bool) -> RtcSettings {
             camera: VideoDevice::TestPattern,
             capture: AudioEndpoint::TestTone,
             playback: AudioEndpoint::Null,
+            ..MediaSettings::synthetic()
         },
     }
 }

@@ -11,16 +11,23 @@
 //! the frame rate, every 20 ms for audio). A call's video is an [`source::H264Source`]
 //! ([`open_h264`]): the test pattern or a camera's raw frames encoded in software, a camera's
 //! own H.264 passed through, or a program's H.264 output (`rpicam-vid`); [`camera`] chooses
-//! among a V4L2 camera's formats, [`v4l2`] streams them, [`convert`] turns them into I420. The
-//! ALSA backends and echo cancellation arrive with the hardware work, behind the same traits;
-//! until then opening them is a clear [`MediaError`].
+//! among a V4L2 camera's formats, [`v4l2`] streams them, [`convert`] turns them into I420.
+//! Audio on real devices: [`alsa`] (capture and playback PCMs, converted to 48 kHz mono),
+//! [`speaker`] (the one owner of the playback PCM: tones and calls), [`aec`] (echo
+//! cancellation, noise suppression, gain control on the capture path), [`tones`], [`resample`].
 
+pub mod aec;
+pub mod alsa;
 pub mod camera;
 pub mod convert;
 pub mod h264;
 pub mod opus_codec;
+pub mod resample;
 pub mod source;
+pub mod speaker;
+pub mod speechlike;
 pub mod synthetic;
+pub mod tones;
 pub mod v4l2;
 
 use std::fmt;
@@ -128,15 +135,22 @@ pub struct MediaSettings {
     pub camera: VideoDevice,
     pub capture: AudioEndpoint,
     pub playback: AudioEndpoint,
+    /// What runs on the microphone's signal (ALSA capture only).
+    pub processing: aec::Processing,
 }
 
 impl MediaSettings {
-    /// `[camera] device`, `[audio] capture` and `[audio] playback`.
+    /// `[camera] device`, `[audio] capture`, `playback` and the processing switches.
     pub fn from_config(config: &Config) -> MediaSettings {
         MediaSettings {
             camera: config.camera.device.clone(),
             capture: config.audio.capture.clone(),
             playback: config.audio.playback.clone(),
+            processing: aec::Processing {
+                echo_cancellation: config.audio.echo_cancellation,
+                noise_suppression: config.audio.noise_suppression,
+                gain_control: config.audio.gain_control,
+            },
         }
     }
 
@@ -146,6 +160,7 @@ impl MediaSettings {
             camera: VideoDevice::TestPattern,
             capture: AudioEndpoint::TestTone,
             playback: AudioEndpoint::Null,
+            processing: aec::Processing::off(),
         }
     }
 }
@@ -209,28 +224,43 @@ pub fn snapshot_jpeg(device: &VideoDevice, video: &VideoSettings) -> Result<Vec<
     convert::i420_to_jpeg(&frame.data, frame.width, frame.height, 85)
 }
 
-/// Opens the microphone: a tone, silence (`null`), or an ALSA PCM (not yet).
+/// Opens the microphone: a tone, silence (`null`), or an ALSA PCM without processing.
 pub fn open_audio_source(endpoint: &AudioEndpoint) -> Result<Box<dyn AudioSource>, MediaError> {
     match endpoint {
         AudioEndpoint::TestTone => Ok(Box::new(TestTone::new(440.0))),
         AudioEndpoint::TestBursts => Ok(Box::new(TestBursts::new())),
         AudioEndpoint::Null => Ok(Box::new(Silence)),
-        AudioEndpoint::Pcm(name) => Err(MediaError(format!(
-            "audio capture {name:?}: ALSA audio is not supported yet (use \"test-tone\" or \"null\")"
-        ))),
+        AudioEndpoint::Pcm(name) => Ok(Box::new(alsa::AlsaCapture::open(name, None)?)),
     }
 }
 
-/// Opens the speaker: nothing (`null`), or an ALSA PCM (not yet).
+/// Opens the microphone a call uses: an ALSA capture PCM gets the configured processing, with
+/// the configured speaker's output as the echo canceller's reference.
+pub fn open_call_source(media: &MediaSettings) -> Result<Box<dyn AudioSource>, MediaError> {
+    let AudioEndpoint::Pcm(name) = &media.capture else {
+        return open_audio_source(&media.capture);
+    };
+    let processing = media.processing.any().then(|| {
+        let reference = match &media.playback {
+            AudioEndpoint::Pcm(speaker) => speaker::Speaker::shared(speaker).reference(),
+            // Nothing is played: nothing to cancel, but noise and gain still apply.
+            _ => aec::Reference::new(),
+        };
+        aec::EchoCanceller::new(media.processing, reference)
+    });
+    Ok(Box::new(alsa::AlsaCapture::open(name, processing)?))
+}
+
+/// Opens the speaker: nothing (`null`), or the owner of an ALSA PCM ([`speaker::Speaker`]),
+/// shared with the tones. Opening the sink never fails on the device: the speaker's thread opens
+/// it, and a call goes on without it when it cannot.
 pub fn open_audio_sink(endpoint: &AudioEndpoint) -> Result<Box<dyn AudioSink>, MediaError> {
     match endpoint {
         AudioEndpoint::Null => Ok(Box::new(Discard)),
         AudioEndpoint::TestTone | AudioEndpoint::TestBursts => Err(MediaError(
             "audio playback: \"test-tone\" and \"test-bursts\" are capture sources".to_owned(),
         )),
-        AudioEndpoint::Pcm(name) => Err(MediaError(format!(
-            "audio playback {name:?}: ALSA audio is not supported yet (use \"null\")"
-        ))),
+        AudioEndpoint::Pcm(name) => Ok(Box::new(speaker::Speaker::shared(name).sink())),
     }
 }
 
@@ -308,18 +338,10 @@ impl<T: AudioSink + ?Sized> AudioSink for Box<T> {
     }
 }
 
-/// ALSA PCMs this machine declares (names and descriptions), for `intercom devices`.
-pub fn alsa_pcms() -> Vec<(String, String)> {
-    let Ok(hints) = alsa::device_name::HintIter::new_str(None, "pcm") else {
-        return Vec::new();
-    };
-    hints
-        .filter_map(|h| {
-            let name = h.name?;
-            let desc = h.desc.unwrap_or_default().replace('\n', " — ");
-            Some((name, desc))
-        })
-        .collect()
+/// ALSA PCMs this machine declares, (capture, playback), each as names and descriptions, for
+/// `intercom devices`.
+pub fn alsa_pcms() -> (alsa::PcmList, alsa::PcmList) {
+    alsa::pcms_by_direction()
 }
 
 /// A camera's formats, sizes and rates as `intercom devices` prints them (an error line when it

@@ -46,7 +46,7 @@ use crate::media::h264;
 use crate::media::opus_codec::{OpusDecoder, OpusEncoder};
 use crate::media::source::{H264Source, Pacing};
 use crate::media::{
-    open_audio_sink, open_audio_source, open_h264, AudioSink, AudioSource, MediaError, Tee,
+    open_audio_sink, open_call_source, open_h264, AudioSink, AudioSource, MediaError, Silence, Tee,
     VideoSettings, FRAME_SAMPLES,
 };
 
@@ -526,7 +526,7 @@ impl<'a> Call<'a> {
         signals: mpsc::UnboundedSender<Signal>,
     ) -> Result<Call<'a>, String> {
         let media = &task.settings.media;
-        let audio_source = open_audio_source(&media.capture).map_err(|e| e.0)?;
+        let audio_source = open_call_source(media).map_err(|e| e.0)?;
         let sink: Box<dyn AudioSink> = Box::new(Tee(
             open_audio_sink(&media.playback).map_err(|e| e.0)?,
             task.counters.remote_audio.clone(),
@@ -952,11 +952,14 @@ impl<'a> Call<'a> {
             return;
         }
         let captured = Instant::now();
-        let packet = self
-            .audio_source
-            .read(&mut self.audio_frame)
-            .and_then(|()| self.audio_encoder.encode(&self.audio_frame));
-        match packet {
+        if let Err(e) = self.audio_source.read(&mut self.audio_frame) {
+            // The microphone failed (unplugged): the call goes on without it, silent; the next
+            // call opens the device again.
+            log::warn!(call_id = self.task.id.0.as_str(); "audio: {e}; the call goes on without the microphone");
+            self.audio_source = Box::new(Silence);
+            self.audio_frame.fill(0);
+        }
+        match self.audio_encoder.encode(&self.audio_frame) {
             Ok(packet) => {
                 if self.audio.write(packet, captured, AUDIO_FRAME).await {
                     Counters::add(&self.task.counters.audio_packets_sent, 1);
