@@ -13,57 +13,13 @@ use std::time::{Duration, Instant};
 use harness::browser::Browser;
 use harness::client::Client;
 use harness::door::{Door, DoorHome, DoorSettings};
+use harness::garbage::{answer, hangup, invite, js_call_id};
 use harness::netns::isolated;
 use harness::random_string;
 use harness::synapse::Synapse;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn fixture(name: &str) -> Value {
-    let path = harness::root().join("tests/fixtures/js-sdk-43").join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// A js-sdk call id: milliseconds since the epoch, then random letters (it starts with a digit).
-fn js_call_id() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    format!("{ms}{}", random_string(16))
-}
-
-/// js-sdk's invite (a real browser's offer) for `call_id`, addressed to `invitee` or to the
-/// whole room, living `lifetime_ms`.
-fn invite(call_id: &str, invitee: Option<&str>, lifetime_ms: u64) -> Value {
-    let mut c = fixture("m.call.invite.json")["content"].clone();
-    c["call_id"] = json!(call_id);
-    c["lifetime"] = json!(lifetime_ms);
-    match invitee {
-        Some(user) => c["invitee"] = json!(user),
-        None => {
-            c.as_object_mut().unwrap().remove("invitee");
-        }
-    }
-    c
-}
-
-/// js-sdk's answer (a real browser's) for `call_id`, from the device `party`.
-fn answer(call_id: &str, party: &str) -> Value {
-    let mut c = fixture("m.call.answer.json")["content"].clone();
-    c["call_id"] = json!(call_id);
-    c["party_id"] = json!(party);
-    c
-}
-
-/// js-sdk's hangup for `call_id`, from the device `party`.
-fn hangup(call_id: &str, party: &str) -> Value {
-    let mut c = fixture("m.call.hangup.json")["content"].clone();
-    c["call_id"] = json!(call_id);
-    c["party_id"] = json!(party);
-    c
-}
 
 fn call_id(event: &Value) -> String {
     event["content"]["call_id"].as_str().unwrap().to_owned()
@@ -514,120 +470,10 @@ fn garbage_and_stranger_events_do_not_ring() {
     let mut door = start_door(&home, &[(&alice, &room)]);
     door.clear_notes();
 
-    let huge = "x".repeat(60_000);
-    let mut burst: Vec<(&Client, &str, Value)> = Vec::new();
-    // Mallory's well-formed invites: for the door (rejected), and for the room (left alone).
-    let mut for_door = Vec::new();
-    let mut for_room = Vec::new();
-    let mut i = 0;
-    while burst.len() < 49 {
-        let id = js_call_id();
-        let (who, event_type, content): (&Client, &str, Value) = match i % 20 {
-            0 => {
-                let mut c = invite(&id, Some(&me), 60_000);
-                c.as_object_mut().unwrap().remove("call_id");
-                (&alice, "m.call.invite", c)
-            }
-            1 => {
-                let mut c = invite(&id, Some(&me), 60_000);
-                c["offer"]["sdp"] = json!(12345);
-                (&alice, "m.call.invite", c)
-            }
-            2 => {
-                let mut c = invite(&id, Some(&me), 60_000);
-                c.as_object_mut().unwrap().remove("offer");
-                (&alice, "m.call.invite", c)
-            }
-            3 => {
-                let mut c = invite(&id, Some(&me), 60_000);
-                c["lifetime"] = json!("forever");
-                (&alice, "m.call.invite", c)
-            }
-            4 => {
-                let mut c = invite(&id, Some(&me), 60_000);
-                c["invitee"] = json!(42);
-                (&alice, "m.call.invite", c)
-            }
-            5 => (&alice, "m.call.invite", invite("", Some(&me), 60_000)),
-            6 => {
-                let mut c = invite(&huge, Some(&me), 60_000);
-                c.as_object_mut().unwrap().remove("offer");
-                (&alice, "m.call.invite", c)
-            }
-            7 => {
-                let c = json!({"call_id": id, "party_id": "A", "version": "1",
-                               "candidates": "not a list"});
-                (&alice, "m.call.candidates", c)
-            }
-            8 => {
-                let c = json!({"call_id": id, "party_id": "A", "version": "1",
-                               "candidates": [{"candidate": 7, "sdpMid": []}]});
-                (&alice, "m.call.candidates", c)
-            }
-            9 => {
-                let mut c = answer(&id, "A");
-                c["answer"]["sdp"] = json!(huge);
-                (&alice, "m.call.answer", c)
-            }
-            10 => {
-                let mut c = answer(&id, "A");
-                c["answer"]["sdp"] = json!(true);
-                (&alice, "m.call.answer", c)
-            }
-            11 => {
-                let mut c = hangup(&id, "A");
-                c.as_object_mut().unwrap().remove("call_id");
-                (&alice, "m.call.hangup", c)
-            }
-            12 => {
-                let mut c = hangup(&id, "A");
-                c["reason"] = json!(huge);
-                (&alice, "m.call.hangup", c)
-            }
-            13 => {
-                let c = json!({"call_id": id, "party_id": "A", "version": "1"});
-                (&alice, "m.call.select_answer", c)
-            }
-            14 => {
-                let c = json!({"call_id": id, "party_id": "A", "version": "1",
-                               "lifetime": 10000, "description": "a string"});
-                (&alice, "m.call.negotiate", c)
-            }
-            15 => {
-                let c = json!({"call_id": id, "party_id": 5, "version": "1"});
-                (&alice, "m.call.reject", c)
-            }
-            16 => {
-                // Well-formed but worthless: a 60 KB offer that has all but expired.
-                let mut c = invite(&id, Some(&me), 1_000);
-                c["offer"] = json!({"type": "offer", "sdp": huge});
-                (&alice, "m.call.invite", c)
-            }
-            17 => {
-                let c = json!({"call_id": id, "party_id": "A", "version": "1",
-                               "sdp_stream_metadata": "x"});
-                (&alice, "m.call.sdp_stream_metadata_changed", c)
-            }
-            18 => {
-                for_door.push(id.clone());
-                (&mallory, "m.call.invite", invite(&id, Some(&me), 60_000))
-            }
-            _ => {
-                for_room.push(id.clone());
-                (&mallory, "m.call.invite", invite(&id, None, 60_000))
-            }
-        };
-        burst.push((who, event_type, content));
-        i += 1;
-    }
-    // The last one is mallory's invite for the door: once it is rejected, all was seen.
-    let last = js_call_id();
-    for_door.push(last.clone());
-    burst.push((&mallory, "m.call.invite", invite(&last, Some(&me), 60_000)));
-    assert_eq!(burst.len(), 50);
-    for (who, event_type, content) in &burst {
-        who.send(&room, event_type, content);
-    }
+    let burst = harness::garbage::burst(&alice, &mallory, &me);
+    assert_eq!(burst.events.len(), 50);
+    burst.send(&room);
+    let (mut for_door, for_room, last) = (burst.for_door.clone(), &burst.for_room, &burst.last);
 
     wait_event(
         &alice,

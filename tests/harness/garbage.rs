@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use super::client::Client;
 use super::{random_string, root};
 
-fn fixture(name: &str) -> Value {
+/// A message of matrix-js-sdk 43 as it travelled (tests/fixtures/js-sdk-43).
+pub fn fixture(name: &str) -> Value {
     let path = root().join("tests/fixtures/js-sdk-43").join(name);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -37,14 +38,16 @@ pub fn invite(call_id: &str, invitee: Option<&str>, lifetime_ms: u64) -> Value {
     c
 }
 
-fn answer(call_id: &str, party: &str) -> Value {
+/// js-sdk's answer (a real browser's) for `call_id`, from the device `party`.
+pub fn answer(call_id: &str, party: &str) -> Value {
     let mut c = fixture("m.call.answer.json")["content"].clone();
     c["call_id"] = json!(call_id);
     c["party_id"] = json!(party);
     c
 }
 
-fn hangup(call_id: &str, party: &str) -> Value {
+/// js-sdk's hangup for `call_id`, from the device `party`.
+pub fn hangup(call_id: &str, party: &str) -> Value {
     let mut c = fixture("m.call.hangup.json")["content"].clone();
     c["call_id"] = json!(call_id);
     c["party_id"] = json!(party);
