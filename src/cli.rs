@@ -172,13 +172,7 @@ fn check(path: &Path) -> Result<(), Error> {
         }
         VideoDevice::Exec(command) => {
             let program = command.first().map_or("", String::as_str);
-            let found = if program.contains('/') {
-                std::path::Path::new(program).is_file()
-            } else {
-                std::env::var_os("PATH").is_some_and(|path| {
-                    std::env::split_paths(&path).any(|d| d.join(program).is_file())
-                })
-            };
+            let found = crate::media::source::program_exists(program);
             findings.push(Finding {
                 ok: found,
                 what: format!("camera command {program:?}"),

@@ -219,6 +219,16 @@ pub struct ExecH264 {
     ended: Option<MediaError>,
 }
 
+/// Whether `program` names a file that can be run: a path, or a name found on `PATH`.
+pub fn program_exists(program: &str) -> bool {
+    if program.contains('/') {
+        std::path::Path::new(program).is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+    }
+}
+
 impl ExecH264 {
     /// Starts `command` (program and arguments).
     pub fn spawn(command: &[String]) -> Result<ExecH264, MediaError> {
@@ -226,6 +236,18 @@ impl ExecH264 {
             .split_first()
             .ok_or_else(|| MediaError("camera command: empty".to_owned()))?;
         let name = program.rsplit('/').next().unwrap_or(program).to_owned();
+        // Looked up first: a failed exec is not reported by every spawn path (qemu-user's
+        // emulated vfork, for one, starts a child that only exits 127).
+        if !program_exists(program) {
+            return Err(MediaError(format!(
+                "camera command {program:?}: cannot start: not found{}",
+                if program.contains('/') {
+                    ""
+                } else {
+                    " on PATH"
+                }
+            )));
+        }
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
