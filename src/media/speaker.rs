@@ -215,29 +215,27 @@ impl Speaker {
     /// Waits until at least `samples` have been written in all, the device failed, or
     /// `timeout` passed; returns the stats then.
     pub fn wait_written(&self, samples: u64, timeout: Duration) -> SpeakerStats {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.lock();
-        while state.stats.written < samples && !state.failed {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            state = self
-                .0
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let state = self.wait_while(timeout, |state| {
+            state.stats.written < samples && !state.failed
+        });
         state.stats.clone()
     }
 
     /// Waits until at most `samples` of call audio wait to be played (or the device failed,
     /// or `timeout` passed).
     pub fn wait_queued_at_most(&self, samples: usize, timeout: Duration) {
+        drop(self.wait_while(timeout, |state| state.call.len() > samples && !state.failed));
+    }
+
+    /// Waits, for at most `timeout`, while `pending` holds of the state; returns the state.
+    fn wait_while(
+        &self,
+        timeout: Duration,
+        pending: impl Fn(&State) -> bool,
+    ) -> MutexGuard<'_, State> {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
-        while state.call.len() > samples && !state.failed {
+        while pending(&state) {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -249,24 +247,12 @@ impl Speaker {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+        state
     }
 
     /// Waits until the device is closed (nothing to play for a while, or a failure).
     pub fn wait_closed(&self, timeout: Duration) -> SpeakerStats {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.lock();
-        while state.running {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            state = self
-                .0
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let state = self.wait_while(timeout, |state| state.running);
         state.stats.clone()
     }
 
