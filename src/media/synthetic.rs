@@ -58,6 +58,17 @@ fn glyph(ch: u8) -> [u8; 5] {
     }
 }
 
+/// Copies the first row (`w` bytes) of `plane` over all its other rows.
+fn fill_down(plane: &mut [u8], w: usize) {
+    if w == 0 {
+        return;
+    }
+    let (first, rest) = plane.split_at_mut(w);
+    for row in rest.chunks_exact_mut(w) {
+        row.copy_from_slice(first);
+    }
+}
+
 /// Black text on a white box, in luma only, centred horizontally with its top at `y0`.
 /// Returns the height of the box.
 fn draw_text(luma: &mut [u8], w: usize, h: usize, text: &str, y0: usize, scale: usize) -> usize {
@@ -209,18 +220,19 @@ impl VideoSource for TestPattern {
         let (luma, chroma) = data.split_at_mut(w * h);
         let (u_plane, v_plane) = chroma.split_at_mut(w * h / 4);
         let shift = (self.frame as usize * 4) % w.max(1);
+        // The bars are the same on every row: draw the first row of each plane, then copy it
+        // down (row by row, as the planes are laid out in memory).
+        let bar = |x: usize| BARS[((x + shift) % w) * 8 / w];
         for x in 0..w {
-            let bar = BARS[((x + shift) % w) * 8 / w];
-            for y in 0..h {
-                luma[y * w + x] = bar.0;
-            }
-            if x % 2 == 0 {
-                for y in 0..h / 2 {
-                    u_plane[y * (w / 2) + x / 2] = bar.1;
-                    v_plane[y * (w / 2) + x / 2] = bar.2;
-                }
-            }
+            luma[x] = bar(x).0;
         }
+        for x in 0..w / 2 {
+            u_plane[x] = bar(2 * x).1;
+            v_plane[x] = bar(2 * x).2;
+        }
+        fill_down(luma, w);
+        fill_down(u_plane, w / 2);
+        fill_down(v_plane, w / 2);
         // The frame counter large in the middle, the capture time (UTC) smaller below it: a
         // viewer can read the glass-to-glass delay off a screenshot beside a clock.
         let (scale, small, y0) = text_layout(h);
@@ -399,6 +411,29 @@ mod tests {
         assert_eq!(a.data.len(), 64 * 48 * 3 / 2);
         assert_ne!(a.data, b.data, "consecutive frames differ");
         assert_eq!(b.pts, Duration::from_secs(1) / 15);
+    }
+
+    #[test]
+    fn the_bars_fill_every_row_of_every_plane_and_move() {
+        let (w, h) = (64usize, 48usize);
+        let mut p = TestPattern::new(w as u32, h as u32, 15);
+        for frame_no in 0..3usize {
+            let frame = p.next_frame().unwrap();
+            let shift = frame_no * 4 % w;
+            let (luma, chroma) = frame.data.split_at(w * h);
+            let (u, v) = chroma.split_at(w * h / 4);
+            // The last rows: below the text and the stamp.
+            for x in 0..w {
+                assert_eq!(luma[(h - 1) * w + x], BARS[(x + shift) % w * 8 / w].0);
+            }
+            for x in 0..w / 2 {
+                let bar = BARS[(2 * x + shift) % w * 8 / w];
+                assert_eq!(
+                    (u[(h / 2 - 1) * w / 2 + x], v[(h / 2 - 1) * w / 2 + x]),
+                    (bar.1, bar.2)
+                );
+            }
+        }
     }
 
     #[test]
