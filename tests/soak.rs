@@ -327,13 +327,15 @@ fn soak() {
             procfs::open_fds_except_connections_to(pid, hs_port),
         );
         println!(
-            "call {n:3} ({}, {} hung up): rss {rss} kB, {fds} fds, {:?}",
+            "call {n:3} ({}, {} hung up): rss {rss} kB (anonymous {} kB, files {} kB), {fds} fds, {:?}",
             if door_calls {
                 "door → browser"
             } else {
                 "browser → door"
             },
             if door_hangs_up { "door" } else { "browser" },
+            procfs::status_kb(pid, "RssAnon"),
+            procfs::status_kb(pid, "RssFile"),
             t0.elapsed()
         );
         if n >= BASELINE && n % 4 == calls % 4 && baseline.is_none() {
