@@ -447,6 +447,22 @@ mod tests {
     }
 
     #[test]
+    fn only_the_software_encoder_takes_a_new_bitrate() {
+        let mut software = SoftwareH264::new(
+            Box::new(TestPattern::new(160, 120, 15)),
+            (160, 120, 15),
+            200_000,
+            "test".to_owned(),
+        );
+        // Before the first frame and after it.
+        assert!(software.set_bitrate(150_000).unwrap());
+        software.next_access_unit(false).unwrap();
+        assert!(software.set_bitrate(300_000).unwrap());
+        let mut command = ExecH264::spawn(&["true".to_owned()]).unwrap();
+        assert!(!command.set_bitrate(300_000).unwrap());
+    }
+
+    #[test]
     fn a_command_that_ends_is_reported() {
         let mut source = ExecH264::spawn(&["true".to_owned()]).unwrap();
         let err = loop {

@@ -383,19 +383,26 @@ fn spawn_encoder(
             let _done = done_tx;
             match source.pacing() {
                 Pacing::Pull => {
-                    let mut encoder_rate = 0;
+                    // `None`: the source said its encoder is out of reach; asked once.
+                    let mut encoder_rate = Some(0);
                     while let Ok(keyframe) = jobs.recv() {
                         let wanted = bitrate.load(Ordering::Relaxed);
-                        if wanted != encoder_rate {
-                            encoder_rate = wanted;
-                            match source.set_bitrate(wanted) {
-                                Ok(true) => {}
-                                Ok(false) => log::debug!(
-                                    "video: {}'s encoder keeps its own bitrate",
-                                    source.name()
-                                ),
-                                Err(e) => log::warn!("video: {e}"),
-                            }
+                        if encoder_rate.is_some_and(|r| r != wanted) {
+                            encoder_rate = match source.set_bitrate(wanted) {
+                                Ok(true) => Some(wanted),
+                                Ok(false) => {
+                                    log::debug!(
+                                        "video: {}'s encoder keeps its own bitrate",
+                                        source.name()
+                                    );
+                                    None
+                                }
+                                Err(e) => {
+                                    // Not asked again for this rate; the next one is tried.
+                                    log::warn!("video: {e}");
+                                    Some(wanted)
+                                }
+                            };
                         }
                         let captured = Instant::now();
                         let start = Instant::now();
@@ -877,7 +884,9 @@ impl<'a> Call<'a> {
             Feedback::TransportCc => {}
         }
         let before = video.rate.applied();
-        if let Some(bitrate) = video.rate.poll_bitrate(now) {
+        // A push source's encoder is out of reach (said once, when the call opened): the
+        // controller still runs, for the summary, but nothing is announced as a change.
+        if let Some(bitrate) = video.rate.poll_bitrate(now).filter(|_| !video.push) {
             log::debug!(call_id = call; "video bitrate: {} -> {} kbit/s ({})", before / 1000, bitrate / 1000, video.feedback.latest());
             video.rate_to_encoder.store(bitrate, Ordering::Relaxed);
         }
@@ -1075,7 +1084,9 @@ impl<'a> Call<'a> {
         self.helpers.shutdown().await;
         if let Some(video) = &self.video {
             let (floor, cap) = video.rate.bounds();
-            log::info!(call_id = self.task.id.0.as_str(); "{}", video.feedback.summary(&video.rate.summary(), floor, cap));
+            let summary = video.rate.summary();
+            let rates = (!video.push).then_some((&summary, floor, cap));
+            log::info!(call_id = self.task.id.0.as_str(); "{}", video.feedback.summary(rates));
         }
         if let Some(video) = self.video.take() {
             drop(video.jobs);

@@ -112,17 +112,23 @@ impl FeedbackLog {
         }
     }
 
-    /// The call's summary line.
-    pub(crate) fn summary(&self, rates: &BitrateSummary, floor: u32, cap: u32) -> String {
+    /// The call's summary line. `rates`: the controller's summary with its floor and cap;
+    /// `None` when the source's own encoder kept its rate.
+    pub(crate) fn summary(&self, rates: Option<(&BitrateSummary, u32, u32)>) -> String {
+        let rates = match rates {
+            Some((r, floor, cap)) => format!(
+                "min {} max {} last {} kbit/s (floor {}, cap {}), {} changes",
+                r.min / 1000,
+                r.max / 1000,
+                r.last / 1000,
+                floor / 1000,
+                cap / 1000,
+                r.changes
+            ),
+            None => "not adapted (the source's own encoder)".to_owned(),
+        };
         format!(
-            "video bitrate: min {} max {} last {} kbit/s (floor {}, cap {}), {} changes; \
-             feedback: {} receiver reports, {} REMBs, {} transport-cc ({})",
-            rates.min / 1000,
-            rates.max / 1000,
-            rates.last / 1000,
-            floor / 1000,
-            cap / 1000,
-            rates.changes,
+            "video bitrate: {rates}; feedback: {} receiver reports, {} REMBs, {} transport-cc ({})",
             self.reports,
             self.rembs,
             self.transport_cc,
@@ -314,6 +320,32 @@ mod tests {
                 Feedback::Remb { bitrate: 345_000 },
             ]
         );
+    }
+
+    #[test]
+    fn the_summary_names_rates_and_feedback() {
+        let mut log = FeedbackLog::default();
+        log.note(
+            "c",
+            &Feedback::Report {
+                fraction_lost: 0,
+                jitter: 180,
+                rtt: Some(Duration::from_millis(3)),
+            },
+        );
+        log.note("c", &Feedback::Remb { bitrate: 211_000 });
+        let rates = crate::call::bitrate::BitrateController::new(200_000, 200_000).summary();
+        let line = log.summary(Some((&rates, 100_000, 200_000)));
+        assert!(
+            line.starts_with("video bitrate: min 200 max 200 last 200 kbit/s (floor 100, cap 200)"),
+            "{line}"
+        );
+        assert!(
+            line.contains("1 receiver reports, 1 REMBs, 0 transport-cc")
+                && line.contains("jitter 2.0 ms, rtt 3.0 ms, REMB 211 kbit/s"),
+            "{line}"
+        );
+        assert!(log.summary(None).contains("not adapted"));
     }
 
     #[test]
