@@ -149,3 +149,37 @@ fn door_video_stays_under_a_low_cap() {
     assert!(number_after(&summary, "max ") <= 200, "{summary}");
     assert!(door.stop());
 }
+
+#[test]
+fn a_call_the_door_answers_gets_the_same_feedback() {
+    if isolated("a_call_the_door_answers_gets_the_same_feedback") {
+        return;
+    }
+    // The browser offers (with its own rtcp-fb and extensions), the door answers.
+    let mut w = world((640, 480), "max_bitrate = \"300kbit\"");
+    let mut door = w.home.start();
+    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    w.alice.call(json!({"cmd": "wait_member", "room_id": w.room,
+                        "user_id": w.home.user.user_id, "timeout_ms": 30000}));
+    let call_id = w
+        .alice
+        .call(json!({"cmd": "place_call", "room_id": w.room, "video": true}))["call_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.alice
+        .wait_event("the door's video", WAIT, |e| e["event"] == "first_frame");
+    let report = door.wait_log("video feedback: first receiver report", WAIT);
+    eprintln!("door: {report}");
+    let remb = door.wait_log("video feedback: first REMB", WAIT);
+    eprintln!("door: {remb}");
+    let rate = received_bitrate(&mut w, &call_id);
+    assert!(
+        rate <= 300_000.0 * 1.25,
+        "the browser received {:.0} kbit/s under a 300 kbit/s cap",
+        rate / 1000.0
+    );
+    let summary = hang_up(&mut w, &mut door, &call_id);
+    assert!(number_after(&summary, "max ") <= 300, "{summary}");
+    assert!(door.stop());
+}
