@@ -98,11 +98,16 @@ fn door_video_follows_the_browsers_feedback_under_the_default_cap() {
                         "user_id": w.home.user.user_id, "timeout_ms": 30000}));
 
     let call_id = call_until_feedback(&mut w, &mut door);
-    // Loopback loses nothing: the rate grows, and the encoder is told.
+    // The encoder is told of the first change, and it is what the feedback said: loopback
+    // loses nothing, so the rate grows, unless a REMB came first and set a ceiling.
     let change = door.wait_log("video bitrate: 460 -> ", WAIT);
     eprintln!("door: {change}");
     let to = number_after(&change, "-> ");
-    assert!(to > 460, "{change}");
+    if change.contains("REMB ") {
+        assert!(to <= number_after(&change, "REMB ").max(100), "{change}");
+    } else {
+        assert!(to > 460, "{change}");
+    }
     // Chromium's REMB (it estimates from what arrives, so it follows what the encoder really
     // makes) comes a few seconds in; from then on the encoder is never above it.
     let remb = door.wait_log("video feedback: first REMB", WAIT);
