@@ -15,6 +15,7 @@
 //! The door is in at most one call at a time. A press rings every configured room at once, each
 //! room with a call id of its own (js-sdk keys calls by call id alone), and the first answer wins.
 
+pub mod bitrate;
 mod door;
 mod events;
 mod policy;

@@ -26,6 +26,9 @@ pub struct H264Encoder {
     /// Whether a frame went in yet: openh264 initialises itself on the first frame, and the
     /// first frame is always IDR.
     started: bool,
+    /// The target bitrate the encoder has, and one asked for before it was initialised.
+    bitrate: u32,
+    pending_bitrate: Option<u32>,
 }
 
 impl H264Encoder {
@@ -56,7 +59,64 @@ impl H264Encoder {
             width,
             height,
             started: false,
+            bitrate,
+            pending_bitrate: None,
         })
+    }
+
+    /// Changes the target bitrate from the next frame on, without a new keyframe (openh264's
+    /// `SetOption(ENCODER_OPTION_BITRATE)`; its rate control picks the new rate up at the next
+    /// frame). Before the first frame it is kept until the encoder exists.
+    pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), MediaError> {
+        let bitrate = bitrate.clamp(1, i32::MAX as u32);
+        if !self.started {
+            self.pending_bitrate = Some(bitrate);
+            return Ok(());
+        }
+        if bitrate == self.bitrate {
+            return Ok(());
+        }
+        // openh264 refuses a target above the layer's maximum, and the maximum is the target
+        // (as the crate initialises it, and as the rate control holds it best): the maximum is
+        // raised before the target goes up, and lowered after it went down.
+        let target = (
+            openh264_sys2::ENCODER_OPTION_BITRATE,
+            openh264_sys2::SPATIAL_LAYER_ALL,
+        );
+        let max = (
+            openh264_sys2::ENCODER_OPTION_MAX_BITRATE,
+            openh264_sys2::SPATIAL_LAYER_0,
+        );
+        let order = if bitrate > self.bitrate {
+            [max, target]
+        } else {
+            [target, max]
+        };
+        for (option, layer) in order {
+            let mut info = openh264_sys2::SBitrateInfo {
+                iLayer: layer,
+                iBitrate: bitrate as std::os::raw::c_int,
+            };
+            // SAFETY: the encoder is initialised (a frame went through it); SetOption copies
+            // the two integers out of `info`, which lives across the call.
+            let result = unsafe {
+                self.encoder
+                    .raw_api()
+                    .set_option(option, std::ptr::addr_of_mut!(info).cast())
+            };
+            if result != 0 {
+                return Err(MediaError(format!(
+                    "H.264 encoder: cannot set the bitrate to {bitrate} bit/s (openh264 option {option}: error {result})"
+                )));
+            }
+        }
+        self.bitrate = bitrate;
+        Ok(())
+    }
+
+    /// The target bitrate the encoder has, in bits per second.
+    pub fn bitrate(&self) -> u32 {
+        self.pending_bitrate.unwrap_or(self.bitrate)
     }
 
     /// A bitrate that suits `width`×`height` at `fps` for a door camera (mostly static scenes):
@@ -104,8 +164,12 @@ impl H264Encoder {
             .encoder
             .encode_at(&yuv, timestamp)
             .map_err(|e| MediaError(format!("H.264 encoder: {e}")))?;
+        let data = bitstream.to_vec();
         self.started = true;
-        Ok(bitstream.to_vec())
+        if let Some(bitrate) = self.pending_bitrate.take() {
+            self.set_bitrate(bitrate)?;
+        }
+        Ok(data)
     }
 }
 
@@ -186,6 +250,62 @@ mod tests {
             .unwrap();
         assert_eq!(sps[1], 66, "profile_idc baseline");
         assert!(sps[3] <= 31, "level at most 3.1, got {}", sps[3]);
+    }
+
+    /// Bytes of `frames` frames of `pattern` through `encoder`.
+    fn encoded_bytes(encoder: &mut H264Encoder, pattern: &mut TestPattern, frames: usize) -> usize {
+        (0..frames)
+            .map(|_| {
+                encoder
+                    .encode(&pattern.next_frame().unwrap(), false)
+                    .unwrap()
+                    .len()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn bitrate_changes_mid_stream_without_a_keyframe() {
+        let mut pattern = TestPattern::new(640, 480, 15);
+        let mut encoder = H264Encoder::new(640, 480, 15, 1_500_000).unwrap();
+        // Settle past the first keyframe, then measure a second of each rate.
+        encoded_bytes(&mut encoder, &mut pattern, 15);
+        let high = encoded_bytes(&mut encoder, &mut pattern, 15);
+        encoder.set_bitrate(150_000).unwrap();
+        assert_eq!(encoder.bitrate(), 150_000);
+        let first = encoder
+            .encode(&pattern.next_frame().unwrap(), false)
+            .unwrap();
+        assert!(
+            !is_keyframe(&first),
+            "a new rate is no reason for a keyframe"
+        );
+        encoded_bytes(&mut encoder, &mut pattern, 14);
+        let low = encoded_bytes(&mut encoder, &mut pattern, 15);
+        // The test pattern needs about 350 kbit/s of the 1.5 Mbit/s it may take; at 150 kbit/s
+        // the rate control holds the target.
+        assert!(
+            low * 8 <= 150_000 * 5 / 4 && low * 2 < high,
+            "150 kbit/s gave {low} bytes a second, 1.5 Mbit/s {high}"
+        );
+        // And back up: the maximum follows the target.
+        encoder.set_bitrate(1_500_000).unwrap();
+        encoded_bytes(&mut encoder, &mut pattern, 15);
+        let again = encoded_bytes(&mut encoder, &mut pattern, 15);
+        assert!(
+            again * 2 > low * 3,
+            "{again} bytes after going back up, {low} before"
+        );
+    }
+
+    #[test]
+    fn a_bitrate_set_before_the_first_frame_applies_after_it() {
+        let mut pattern = TestPattern::new(320, 240, 15);
+        let mut encoder = H264Encoder::new(320, 240, 15, 300_000).unwrap();
+        encoder.set_bitrate(500_000).unwrap();
+        assert_eq!(encoder.bitrate(), 500_000);
+        encoded_bytes(&mut encoder, &mut pattern, 2);
+        assert_eq!(encoder.bitrate(), 500_000);
     }
 
     #[test]

@@ -36,6 +36,12 @@ pub trait H264Source: Send {
 
     /// What the source is, for logs ("/dev/video0", "rpicam-vid").
     fn name(&self) -> &str;
+
+    /// Aims the encoder at `bitrate` bits a second from now on. `Ok(false)`: the source's
+    /// encoder is out of reach (a camera's own, a command's), and keeps its own rate.
+    fn set_bitrate(&mut self, _bitrate: u32) -> Result<bool, MediaError> {
+        Ok(false)
+    }
 }
 
 /// Frames from a [`VideoSource`], encoded with openh264.
@@ -86,6 +92,15 @@ impl H264Source for SoftwareH264 {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn set_bitrate(&mut self, bitrate: u32) -> Result<bool, MediaError> {
+        match &mut self.encoder {
+            Some(encoder) => encoder.set_bitrate(bitrate)?,
+            // The encoder is made with the next frame, at this rate.
+            None => self.bitrate = bitrate,
+        }
+        Ok(true)
     }
 }
 
@@ -429,6 +444,22 @@ mod tests {
             err.0.contains("rpicam-vid") && err.0.contains("cannot start"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn only_the_software_encoder_takes_a_new_bitrate() {
+        let mut software = SoftwareH264::new(
+            Box::new(TestPattern::new(160, 120, 15)),
+            (160, 120, 15),
+            200_000,
+            "test".to_owned(),
+        );
+        // Before the first frame and after it.
+        assert!(software.set_bitrate(150_000).unwrap());
+        software.next_access_unit(false).unwrap();
+        assert!(software.set_bitrate(300_000).unwrap());
+        let mut command = ExecH264::spawn(&["true".to_owned()]).unwrap();
+        assert!(!command.set_bitrate(300_000).unwrap());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,9 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
+use super::feedback::{self, Feedback, FeedbackLog};
 use super::{keyframe, Counters, IceServer, RtcSettings};
+use crate::call::bitrate::BitrateController;
 use crate::call::{
     CallId, Candidate, ConnectionState, RtcCommand, RtcEvent, SdpKind, SessionDescription,
     StreamPurpose,
@@ -76,8 +78,9 @@ fn h264_codec() -> RTCRtpCodec {
         channels: 0,
         sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
             .to_owned(),
-        // NACK and PLI are added by the default interceptors; FIR is one more way to ask.
-        rtcp_feedback: vec![feedback("ccm", "fir")],
+        // NACK and PLI are added by the default interceptors; FIR is one more way to ask. REMB:
+        // the viewer's estimate of what it can take, the ceiling of the video's bitrate.
+        rtcp_feedback: vec![feedback("ccm", "fir"), feedback("goog-remb", "")],
     }
 }
 
@@ -114,6 +117,7 @@ enum Signal {
     State(RTCPeerConnectionState),
     Track(Arc<dyn TrackRemote>),
     KeyframeRequest,
+    Feedback(Feedback),
     Encoded(Result<EncodedFrame, MediaError>),
 }
 
@@ -196,6 +200,7 @@ fn error(what: &str, e: impl std::fmt::Display) -> String {
 async fn build_peer_connection(
     ice_servers: &[IceServer],
     handler: Handler,
+    video_feedback: feedback::Sink,
 ) -> Result<Arc<dyn PeerConnection>, String> {
     let mut media_engine = MediaEngine::default();
     for (codec, pt, kind) in [
@@ -216,7 +221,11 @@ async fn build_peer_connection(
     // the keyframe requests up to the application.
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)
         .map_err(|e| error("interceptors", e))?
-        .with(keyframe::slot(), keyframe::KeyframeRequests::default());
+        .with(keyframe::slot(), keyframe::KeyframeRequests::default())
+        .with(
+            feedback::slot(),
+            feedback::VideoFeedback::new(video_feedback),
+        );
     let setting_engine = SettingEngineBuilder::new()
         // mDNS needs a multicast route, which a door (or a test namespace) may not have: with
         // it on, building the connection fails. The door's candidates are plain addresses.
@@ -350,6 +359,10 @@ struct Video {
     last_capture: Option<Instant>,
     /// Since the connection came up, no keyframe went out yet: nothing else may go first.
     awaiting_keyframe: bool,
+    /// The bitrate the viewer's feedback allows, and where the encoder thread reads it.
+    rate: BitrateController,
+    rate_to_encoder: Arc<AtomicU32>,
+    feedback: FeedbackLog,
 }
 
 /// Starts the encoder thread. A pull source (software encoding) takes jobs ("encode the next
@@ -359,6 +372,7 @@ struct Video {
 fn spawn_encoder(
     mut source: Box<dyn H264Source>,
     signals: mpsc::UnboundedSender<Signal>,
+    bitrate: Arc<AtomicU32>,
 ) -> Result<(std::sync::mpsc::Sender<bool>, oneshot::Receiver<()>), String> {
     let (jobs_tx, jobs) = std::sync::mpsc::channel::<bool>();
     let (done_tx, done) = oneshot::channel::<()>();
@@ -369,7 +383,27 @@ fn spawn_encoder(
             let _done = done_tx;
             match source.pacing() {
                 Pacing::Pull => {
+                    // `None`: the source said its encoder is out of reach; asked once.
+                    let mut encoder_rate = Some(0);
                     while let Ok(keyframe) = jobs.recv() {
+                        let wanted = bitrate.load(Ordering::Relaxed);
+                        if encoder_rate.is_some_and(|r| r != wanted) {
+                            encoder_rate = match source.set_bitrate(wanted) {
+                                Ok(true) => Some(wanted),
+                                Ok(false) => {
+                                    log::debug!(
+                                        "video: {}'s encoder keeps its own bitrate",
+                                        source.name()
+                                    );
+                                    None
+                                }
+                                Err(e) => {
+                                    // Not asked again for this rate; the next one is tried.
+                                    log::warn!("video: {e}");
+                                    Some(wanted)
+                                }
+                            };
+                        }
                         let captured = Instant::now();
                         let start = Instant::now();
                         let result = source.next_access_unit(keyframe).map(|data| {
@@ -548,7 +582,11 @@ impl<'a> Call<'a> {
             signals: signals.clone(),
             call: task.id.0.clone(),
         };
-        let pc = build_peer_connection(&task.settings.ice_servers, handler).await?;
+        let feedback_signals = signals.clone();
+        let video_feedback: feedback::Sink = Box::new(move |fb| {
+            let _ = feedback_signals.send(Signal::Feedback(fb));
+        });
+        let pc = build_peer_connection(&task.settings.ice_servers, handler, video_feedback).await?;
         let stream_id = format!("door-{:016x}", random_u64());
         let want_video = video_source.is_some();
         let tracks = async {
@@ -587,13 +625,29 @@ impl<'a> Call<'a> {
         let video = match (video_source, video_out) {
             (Some((source, settings)), Some(out)) => {
                 let push = source.pacing() == Pacing::Push;
-                let (jobs, thread_done) = match spawn_encoder(source, signals.clone()) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        let _ = pc.close().await;
-                        return Err(e);
-                    }
-                };
+                let rate = BitrateController::new(
+                    BitrateController::start(
+                        h264::H264Encoder::default_bitrate(
+                            settings.width,
+                            settings.height,
+                            settings.fps,
+                        ),
+                        settings.max_bitrate,
+                    ),
+                    settings.max_bitrate,
+                );
+                let rate_to_encoder = Arc::new(AtomicU32::new(rate.applied()));
+                if push {
+                    log::debug!(call_id = task.id.0.as_str(); "video: {}'s encoder keeps its own bitrate; the viewer's feedback cannot reach it", source.name());
+                }
+                let (jobs, thread_done) =
+                    match spawn_encoder(source, signals.clone(), Arc::clone(&rate_to_encoder)) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            let _ = pc.close().await;
+                            return Err(e);
+                        }
+                    };
                 // Warm up: the camera's first frame and the encoder's initialisation happen
                 // now, off the connection's critical path. This frame is not sent.
                 let _ = jobs.send(true);
@@ -614,6 +668,9 @@ impl<'a> Call<'a> {
                     last_keyframe: None,
                     last_capture: None,
                     awaiting_keyframe: true,
+                    rate,
+                    rate_to_encoder,
+                    feedback: FeedbackLog::default(),
                 })
             }
             _ => None,
@@ -807,7 +864,31 @@ impl<'a> Call<'a> {
                 }
                 self.next_frame(false);
             }
+            Signal::Feedback(fb) => self.video_feedback(fb),
             Signal::Encoded(result) => self.encoded(result).await,
+        }
+    }
+
+    /// The viewer's feedback about the door's video into the bitrate controller, and its
+    /// decision to the encoder.
+    fn video_feedback(&mut self, fb: Feedback) {
+        let call = self.task.id.0.as_str();
+        let Some(video) = &mut self.video else {
+            return;
+        };
+        let now = Instant::now();
+        video.feedback.note(call, &fb);
+        match fb {
+            Feedback::Report { fraction_lost, .. } => video.rate.on_loss_report(now, fraction_lost),
+            Feedback::Remb { bitrate } => video.rate.on_remb(now, bitrate),
+            Feedback::TransportCc => {}
+        }
+        let before = video.rate.applied();
+        // A push source's encoder is out of reach (said once, when the call opened): the
+        // controller still runs, for the summary, but nothing is announced as a change.
+        if let Some(bitrate) = video.rate.poll_bitrate(now).filter(|_| !video.push) {
+            log::debug!(call_id = call; "video bitrate: {} -> {} kbit/s ({})", before / 1000, bitrate / 1000, video.feedback.latest());
+            video.rate_to_encoder.store(bitrate, Ordering::Relaxed);
         }
     }
 
@@ -1001,6 +1082,12 @@ impl<'a> Call<'a> {
             log::debug!(call_id = self.task.id.0.as_str(); "closing the peer connection: {e}");
         }
         self.helpers.shutdown().await;
+        if let Some(video) = &self.video {
+            let (floor, cap) = video.rate.bounds();
+            let summary = video.rate.summary();
+            let rates = (!video.push).then_some((&summary, floor, cap));
+            log::info!(call_id = self.task.id.0.as_str(); "{}", video.feedback.summary(rates));
+        }
         if let Some(video) = self.video.take() {
             drop(video.jobs);
             // The thread finishes the frame it is encoding, if any, and ends.

@@ -23,6 +23,8 @@ pub struct DoorSettings {
     pub press_during_call: &'static str,
     /// The synthetic camera's frame size.
     pub camera: (u32, u32),
+    /// Extra keys of the `[camera]` section (e.g. `max_bitrate = "200kbit"`).
+    pub camera_extra: String,
     /// `[audio] capture`: "test-tone" or "test-bursts".
     pub capture: &'static str,
     /// Extra TOML appended to the file (e.g. a `[turn]` section).
@@ -41,6 +43,7 @@ impl Default for DoorSettings {
             max_length: "5m",
             press_during_call: "ignore",
             camera: (320, 240),
+            camera_extra: String::new(),
             capture: "test-tone",
             extra: String::new(),
             call_extra: String::new(),
@@ -109,6 +112,7 @@ device = "test-pattern"
 width = {width}
 height = {height}
 fps = 15
+{camera_extra}
 
 [audio]
 capture = "{capture}"
@@ -136,6 +140,7 @@ filter = "info,intercom=debug"
                 socket = d.join("control.sock").display(),
                 extra = s.extra,
                 call_extra = s.call_extra,
+                camera_extra = s.camera_extra,
             ),
         )
         .unwrap();

@@ -235,6 +235,9 @@ async function collectStats(pc) {
         video_frames_decoded: videoIn?.framesDecoded ?? 0,
         video_packets_received: videoIn?.packetsReceived ?? 0,
         video_bytes_received: videoIn?.bytesReceived ?? 0,
+        // When the inbound video's numbers were taken (ms, the page's clock): rates between two
+        // samples need it.
+        video_stats_at_ms: videoIn?.timestamp ?? 0,
         video_codec: codec(videoIn),
         frame_width: videoIn?.frameWidth ?? 0,
         frame_height: videoIn?.frameHeight ?? 0,
