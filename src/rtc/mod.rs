@@ -21,6 +21,7 @@
 //! on the connection's critical path.
 
 mod call;
+mod dtmf;
 mod keyframe;
 
 use std::collections::HashMap;
