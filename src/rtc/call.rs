@@ -202,16 +202,7 @@ async fn build_peer_connection(
         (h264_codec(), PT_H264, RtpCodecKind::Video),
         (opus_codec(), PT_OPUS, RtpCodecKind::Audio),
         // The peer's keypad (RFC 4733): see `dtmf.rs`.
-        (
-            dtmf::events_codec(48_000),
-            dtmf::PT_EVENTS_48K,
-            RtpCodecKind::Audio,
-        ),
-        (
-            dtmf::events_codec(8_000),
-            dtmf::PT_EVENTS_8K,
-            RtpCodecKind::Audio,
-        ),
+        (dtmf::events_codec(), dtmf::PT_EVENTS, RtpCodecKind::Audio),
     ] {
         media_engine
             .register_codec(
@@ -571,6 +562,11 @@ impl<'a> Call<'a> {
                 MIME_TYPE_OPUS,
             )
             .await?;
+            let opus = RTCRtpCodecParameters {
+                rtp_codec: opus_codec(),
+                payload_type: PT_OPUS,
+            };
+            dtmf::keep_events(&pc, &audio.sender, opus, &task.id.0).await;
             let video = if want_video {
                 Some(
                     Outgoing::add(

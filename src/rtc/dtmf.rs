@@ -1,12 +1,18 @@
 //! The peer's keypad: RFC 4733 telephone-events on the call's audio.
 //!
 //! Browsers send DTMF (`RTCDTMFSender.insertDTMF`, matrix-js-sdk's `sendDtmfDigit`) only when
-//! the negotiated audio has `telephone-event`: the door registers it at the clock rate of Opus
-//! (48 kHz, what Chromium uses with Opus) and at 8 kHz (what Firefox offers), with Chromium's
-//! payload types, so offers and answers carry it either way. The events arrive on the same RTP
-//! stream as the Opus (same SSRC, sequence numbers shared, their own payload type): webrtc
-//! routes packets to the remote track by SSRC alone, so the audio reader hands them here by
-//! payload type ([`Keys::take`]) instead of to the decoder.
+//! the negotiated audio has `telephone-event` (`canInsertDTMF`). Chromium offers it at 48 kHz
+//! (payload type 110, the rate it uses beside Opus) and at 8 kHz (126), without fmtp. The door
+//! registers the 48 kHz one, with Chromium's payload type. Only that one: webrtc 0.21 tells
+//! codecs apart by MIME type and fmtp alone, never by clock rate, so a second telephone-event
+//! would be taken for the first (its payload type offered twice). And it has to be kept on the
+//! audio transceiver by hand ([`keep_events`]): adding a track whose encoding names a codec
+//! (Opus) makes that codec the transceiver's only preference, and offers and answers would
+//! carry Opus alone. When the peer offers, the answer keeps the peer's payload types.
+//!
+//! The events arrive on the same RTP stream as the Opus (same SSRC, sequence numbers shared,
+//! their own payload type): webrtc routes packets to the remote track by SSRC alone, so the
+//! audio reader hands them here by payload type ([`Keys::take`]) instead of to the decoder.
 //!
 //! [`EventReader`] turns the packets into keys, each exactly once. What a press looks like on
 //! the wire (RFC 4733 §2.5): every packet of one event has the event's start as its RTP
@@ -20,26 +26,54 @@
 //! and payloads that are too short or carry no key (event codes above 15) report nothing.
 //! Nothing here interprets the keys: the core decides what they do.
 
+use std::sync::Arc;
+
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_TELEPHONE_EVENT;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters};
 use rtc::rtp_transceiver::PayloadType;
 use tokio::sync::mpsc;
+use webrtc::peer_connection::PeerConnection;
+use webrtc::rtp_transceiver::RtpSender;
 
 use crate::call::{CallId, RtcEvent};
 
-/// The payload types the door offers for telephone-events: Chromium's, at 48 kHz and 8 kHz.
-pub(super) const PT_EVENTS_48K: PayloadType = 110;
-pub(super) const PT_EVENTS_8K: PayloadType = 126;
+/// The payload type the door offers for telephone-events: Chromium's.
+pub(super) const PT_EVENTS: PayloadType = 110;
 
-/// `telephone-event` at `clock_rate`, as Chromium and Firefox declare it (no fmtp: events 0-15).
-pub(super) fn events_codec(clock_rate: u32) -> RTCRtpCodec {
+/// `telephone-event/48000` as Chromium declares it (no fmtp: events 0-15).
+pub(super) fn events_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_TELEPHONE_EVENT.to_owned(),
-        clock_rate,
+        clock_rate: 48_000,
         channels: 0,
         sdp_fmtp_line: String::new(),
         rtcp_feedback: Vec::new(),
     }
+}
+
+/// Makes the transceiver of the door's audio track offer and accept telephone-events beside
+/// `audio` (its codec). Without them the call goes on, the keypad unheard.
+pub(super) async fn keep_events(
+    pc: &Arc<dyn PeerConnection>,
+    track: &Arc<dyn RtpSender>,
+    audio: RTCRtpCodecParameters,
+    call: &str,
+) {
+    let events = RTCRtpCodecParameters {
+        rtp_codec: events_codec(),
+        payload_type: PT_EVENTS,
+    };
+    for transceiver in pc.get_transceivers().await {
+        if let Ok(Some(sender)) = transceiver.sender().await {
+            if sender.id() == track.id() {
+                if let Err(e) = transceiver.set_codec_preferences(vec![audio, events]).await {
+                    log::warn!(call_id = call; "telephone-event not offered (the keypad is off): {e}");
+                }
+                return;
+            }
+        }
+    }
+    log::warn!(call_id = call; "telephone-event not offered (the keypad is off): no audio transceiver");
 }
 
 /// The telephone-event payload types among the negotiated `codecs`.
@@ -321,7 +355,7 @@ mod tests {
         let codec = |mime: &str, pt| RTCRtpCodecParameters {
             rtp_codec: RTCRtpCodec {
                 mime_type: mime.to_owned(),
-                ..events_codec(48_000)
+                ..events_codec()
             },
             payload_type: pt,
         };
