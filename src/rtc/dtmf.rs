@@ -331,7 +331,7 @@ mod tests {
             let len = (bytes[0] % 9) as usize;
             // Mostly forward, sometimes the same, sometimes back (reordered).
             base = base.wrapping_add(u32::from(bytes[1] % 3) * 3000);
-            let ts = if bytes[2] % 8 == 0 {
+            let ts = if bytes[2] < 32 {
                 base.wrapping_sub(6000)
             } else {
                 base
