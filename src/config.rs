@@ -279,6 +279,9 @@ pub struct DoorConfig {
     pub call_command: bool,
     #[serde(default)]
     pub room_command: bool,
+    /// The keypad (DTMF) code that opens the door during a call; empty: off.
+    #[serde(default)]
+    pub dtmf_code: String,
 }
 
 /// `[turn]`: TURN servers that override the homeserver's `/voip/turnServer`.
@@ -447,6 +450,7 @@ fn default_of(key: &str) -> Option<&'static str> {
         "led.active_low" => "false",
         "door.call_command" => "true",
         "door.room_command" => "false",
+        "door.dtmf_code" => "\"\"",
         "button.active_low" => "true",
         "button.debounce" => "\"50ms\"",
         "door.active_low" => "false",
@@ -892,6 +896,9 @@ impl Config {
         if let Some(d) = &self.door {
             if d.pulse < Duration::from_millis(100) || d.pulse > Duration::from_secs(30) {
                 return Err(doc.at("door.pulse", "expected from \"100ms\" to \"30s\""));
+            }
+            if let Err(why) = crate::call::check_dtmf_code(&d.dtmf_code) {
+                return Err(doc.at("door.dtmf_code", &why));
             }
         }
         if let Some(t) = &self.turn {

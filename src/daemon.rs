@@ -77,6 +77,7 @@ fn door_policy(config: &Config) -> call::DoorPolicy {
             call_command: d.call_command,
             room_command: d.room_command,
             long_press,
+            dtmf_code: d.dtmf_code.clone(),
         },
         None => call::DoorPolicy {
             long_press,

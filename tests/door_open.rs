@@ -1,5 +1,5 @@
-//! Who may open the door, on virtual time: the `!open` rules of `src/call/door.rs` as the core
-//! applies them, the long press, and what the LED is told.
+//! Who may open the door, on virtual time: the `!open` and keypad (DTMF) rules of
+//! `src/call/door.rs` as the core applies them, the long press, and what the LED is told.
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,92 @@ impl T {
             call_command,
             room_command,
             long_press: LongPress::None,
+            dtmf_code: String::new(),
         })
+    }
+
+    /// A core with a relay whose keypad code is `code` (and `!open` off).
+    fn keypad(code: &str) -> T {
+        T::with(DoorPolicy {
+            relay: true,
+            call_command: false,
+            dtmf_code: code.into(),
+            ..DoorPolicy::default()
+        })
+    }
+
+    /// The peer of `call` presses `keys`, one every 200 ms; what the core did.
+    fn keys(&mut self, call: &str, keys: &str) -> Vec<Output> {
+        let mut out = Vec::new();
+        for key in keys.chars() {
+            self.now += Duration::from_millis(200);
+            self.core.handle_input(
+                self.now,
+                Input::Rtc {
+                    call: CallId(call.into()),
+                    event: RtcEvent::Dtmf(key),
+                },
+            );
+            out.extend(self.drain());
+        }
+        out
+    }
+
+    /// The door rings out (a press) and `who` answers in `!a`; returns the door's call id.
+    fn answered_by(&mut self, who: &str) -> String {
+        self.core.handle_input(self.now, Input::ButtonPressed);
+        let call = self
+            .drain()
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Rtc {
+                    call,
+                    command: RtcCommand::CreateOffer { .. },
+                } => Some(call),
+                _ => None,
+            })
+            .expect("the press places a call");
+        self.core.handle_input(
+            self.now,
+            Input::Rtc {
+                call: call.clone(),
+                event: RtcEvent::LocalDescription(SessionDescription {
+                    kind: SdpKind::Offer,
+                    sdp: "v=0\r\n".into(),
+                    streams: vec![("s".into(), StreamPurpose::UserMedia)],
+                }),
+            },
+        );
+        let leg = self
+            .drain()
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Send { room, event } if room.0 == "!a" => Some(event.call_id),
+                _ => None,
+            })
+            .expect("an invite into !a");
+        let answer = ReceivedEvent {
+            room: RoomId("!a".into()),
+            sender: UserId(who.into()),
+            age: Some(Duration::from_millis(50)),
+            encrypted: false,
+            event: CallEvent {
+                call_id: leg,
+                party_id: PartyId("DEV".into()),
+                body: CallEventBody::Answer {
+                    answer: SessionDescription {
+                        kind: SdpKind::Answer,
+                        sdp: "v=0\r\n".into(),
+                        streams: vec![("s".into(), StreamPurpose::UserMedia)],
+                    },
+                },
+            },
+        };
+        self.core
+            .handle_input(self.now, Input::SyncBatch(vec![answer]));
+        self.drain();
+        assert_eq!(self.core.activity(), Activity::InCall);
+        call.0
     }
 
     fn with(door: DoorPolicy) -> T {
@@ -294,4 +379,201 @@ fn activity_follows_the_call() {
     t.drain();
     assert_eq!(t.core.activity(), Activity::Idle);
     t.call_with_alice();
+}
+
+// --- the keypad (DTMF) ------------------------------------------------------------------------
+
+#[test]
+fn the_keypad_code_from_the_allow_listed_peer_opens_with_a_keypad_audit_line() {
+    let mut t = T::keypad("1234#");
+    t.call_with_alice();
+    let out = t.keys("100", "1234#");
+    let by = format!("{ALICE} (keypad)");
+    assert_eq!(opened(&out), vec![by.clone()]);
+    assert_eq!(
+        posts(&out),
+        vec![("!a".to_owned(), format!("Door opened by {by}"))]
+    );
+    // The door calling out, answered by an allow-listed user: the same.
+    let mut t = T::keypad("#");
+    let call = t.answered_by(BOB);
+    let out = t.keys(&call, "#");
+    assert_eq!(opened(&out), vec![format!("{BOB} (keypad)")], "{out:?}");
+}
+
+#[test]
+fn a_stranger_who_answered_the_door_never_opens_it_with_the_right_code() {
+    // Mallory is in the room the door rings and answers its call: the call is hers, but she is
+    // not on the allow list.
+    let mut t = T::keypad("1234#");
+    let call = t.answered_by(MALLORY);
+    let out = t.keys(&call, "1234#");
+    assert!(opened(&out).is_empty(), "{out:?}");
+    assert!(
+        posts(&out).is_empty(),
+        "a stranger is told nothing: {out:?}"
+    );
+    let n = notices(&out);
+    assert!(
+        n.len() == 1 && n[0].contains(MALLORY) && n[0].contains("not on the allow list"),
+        "{n:?}"
+    );
+    // However she keeps trying.
+    for _ in 0..10 {
+        t.now += Duration::from_secs(10);
+        assert!(opened(&t.keys(&call, "1234#")).is_empty());
+    }
+}
+
+#[test]
+fn a_wrong_code_is_a_logged_refusal_and_nothing_else() {
+    let mut t = T::keypad("1234#");
+    t.call_with_alice();
+    let out = t.keys("100", "1235#");
+    assert!(opened(&out).is_empty() && posts(&out).is_empty(), "{out:?}");
+    let n = notices(&out);
+    assert!(
+        n.len() == 1 && n[0].contains("wrong keypad code") && n[0].contains(ALICE),
+        "{n:?}"
+    );
+    assert!(!n[0].contains("1235"), "the keys are never logged: {n:?}");
+    // A `#` ends an entry early: a mistyped entry starts over.
+    let out = t.keys("100", "12#");
+    assert!(notices(&out)[0].contains("wrong keypad code"), "{out:?}");
+    // Third wrong entry: the keypad is off for the rest of the call, even for the right code.
+    let out = t.keys("100", "9999#");
+    assert!(notices(&out)[0].contains("rest of this call"), "{out:?}");
+    let out = t.keys("100", "1234#");
+    assert!(out.is_empty(), "{out:?}");
+    // A new call has a fresh keypad.
+    t.core.handle_input(t.now, Input::Shutdown);
+    t.drain();
+    let call = t.answered_by(ALICE);
+    assert_eq!(opened(&t.keys(&call, "1234#")).len(), 1);
+}
+
+#[test]
+fn a_code_without_a_terminator_is_complete_at_its_length() {
+    let mut t = T::keypad("0*A7");
+    t.call_with_alice();
+    let out = t.keys("100", "0*A");
+    assert!(out.is_empty(), "incomplete: {out:?}");
+    assert_eq!(opened(&t.keys("100", "7")).len(), 1);
+}
+
+#[test]
+fn keys_further_apart_than_the_gap_start_over() {
+    // `keys` presses one every 200 ms: here "3" comes exactly KEYPAD_GAP after "2".
+    let mut t = T::keypad("1234#");
+    t.call_with_alice();
+    assert!(t.keys("100", "12").is_empty());
+    t.now += KEYPAD_GAP - Duration::from_millis(200);
+    assert_eq!(opened(&t.keys("100", "34#")).len(), 1, "one entry");
+    // Here a little later: "34#" is an entry of its own, and wrong.
+    let mut t = T::keypad("1234#");
+    t.call_with_alice();
+    assert!(t.keys("100", "12").is_empty());
+    t.now += KEYPAD_GAP;
+    let out = t.keys("100", "34#");
+    assert!(opened(&out).is_empty(), "{out:?}");
+    assert!(notices(&out)[0].contains("wrong keypad code"), "{out:?}");
+    assert_eq!(opened(&t.keys("100", "1234#")).len(), 1);
+}
+
+#[test]
+fn the_keypad_only_works_in_a_call_that_is_up_and_when_configured() {
+    // No code: keys do nothing, even the would-be code.
+    let mut t = T::keypad("");
+    t.call_with_alice();
+    assert!(t.keys("100", "#").is_empty());
+    assert!(t.keys("100", "1234#").is_empty());
+    // Keys for another call, or when no call is up, do nothing.
+    let mut t = T::keypad("#");
+    assert!(t.keys("100", "#").is_empty());
+    t.call_with_alice();
+    assert!(t.keys("999", "#").is_empty());
+    // Not a key at all.
+    assert!(t.keys("100", "x").is_empty());
+    assert_eq!(opened(&t.keys("100", "#")).len(), 1);
+    // Without a relay: logged, nothing opens and nothing is posted.
+    let mut t = T::with(DoorPolicy {
+        relay: false,
+        dtmf_code: "#".into(),
+        ..DoorPolicy::default()
+    });
+    t.call_with_alice();
+    let out = t.keys("100", "#");
+    assert!(opened(&out).is_empty() && posts(&out).is_empty(), "{out:?}");
+    assert!(notices(&out)[0].contains("no relay"), "{out:?}");
+}
+
+#[test]
+fn keypad_openings_merge_into_a_pulse_like_any_other() {
+    let mut t = T::keypad("#");
+    t.call_with_alice();
+    assert_eq!(opened(&t.keys("100", "#")).len(), 1);
+    let out = t.keys("100", "#");
+    assert!(opened(&out).is_empty(), "{out:?}");
+    assert!(notices(&out)[0].contains("merged"), "{out:?}");
+}
+
+#[test]
+fn dtmf_codes_are_checked() {
+    for ok in ["", "#", "1234#", "0123456789*ABCD#", "*", "A"] {
+        assert_eq!(check_dtmf_code(ok), Ok(()), "{ok:?}");
+    }
+    for (bad, why) in [
+        ("12#4", "last key"),
+        ("##", "last key"),
+        ("12x#", "'x'"),
+        ("a", "'a'"),
+        ("12345678901234567", "at most 16"),
+    ] {
+        let e = check_dtmf_code(bad).unwrap_err();
+        assert!(e.contains(why), "{bad:?}: {e}");
+    }
+}
+
+#[test]
+fn random_keys_open_only_for_an_allow_listed_peer() {
+    // xorshift64*: deterministic.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |n: u64| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    };
+    let mut openings = 0;
+    for _ in 0..2000 {
+        let code = ["#", "1#", "12", "0*A7"][next(4) as usize];
+        let who = [ALICE, BOB, MALLORY][next(3) as usize];
+        let mut t = T::keypad(code);
+        let call = t.answered_by(who);
+        for _ in 0..30 {
+            let longest = if next(10) == 0 { 8000 } else { 1500 };
+            t.now += Duration::from_millis(next(longest));
+            let key = ['0', '1', '2', '7', '*', '#', 'A', 'x'][next(8) as usize];
+            t.core.handle_input(
+                t.now,
+                Input::Rtc {
+                    call: CallId(call.clone()),
+                    event: RtcEvent::Dtmf(key),
+                },
+            );
+            let out = t.drain();
+            for by in opened(&out) {
+                assert_ne!(who, MALLORY, "the keypad opened for a stranger: {out:?}");
+                assert_eq!(by, format!("{who} (keypad)"));
+                openings += 1;
+            }
+            if who == MALLORY {
+                assert!(posts(&out).is_empty(), "{out:?}");
+            }
+        }
+    }
+    assert!(
+        openings > 100,
+        "only {openings} openings: the code is rarely reached"
+    );
 }

@@ -129,6 +129,9 @@ impl Side {
                 self.gathering_complete = true;
                 None
             }
+            RtcEvent::Dtmf(key) => {
+                panic!("{}: a key {key:?} from a peer that sends none", self.name)
+            }
             RtcEvent::Connection(state) => {
                 assert_ne!(state, ConnectionState::Failed, "{}", self.name);
                 assert_ne!(self.state, Some(state), "{}: reported twice", self.name);
@@ -668,6 +671,7 @@ fn peer_renegotiates_and_restarts_ice() {
                             RtcEvent::Connection(state) => door_state = Some(state),
                             RtcEvent::GatheringComplete => {}
                             RtcEvent::Failed { reason } => panic!("door: {reason}"),
+                            RtcEvent::Dtmf(key) => panic!("door: a key {key:?} from a peer that sends none"),
                         },
                         Some(event) = peer.events.recv() => match event {
                             raw::Event::Candidate(c) => door.command(&call, RtcCommand::AddRemoteCandidates(vec![Candidate {

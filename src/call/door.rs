@@ -13,8 +13,18 @@
 //!   posted into the room as an audit line ("Door opened by @alice:example.org").
 //! - A refusal is logged, naming the user. An allow-listed user is told why in the room; a
 //!   stranger is told nothing, so the room learns nothing about the door's state or policy.
+//!
+//! The keypad (DTMF, RFC 4733 telephone-events on the call's audio, `[door] dtmf_code`): the keys
+//! the peer of the call that is up presses are gathered into an entry ([`Keypad`]). An entry is
+//! complete when it has as many keys as the code, or at a `#`. A complete entry opens the door
+//! only if the call's peer (who answered the door's call, or whose call the door answered) is on
+//! the allow list and the entry is the code; the audit line says it was the keypad ("Door opened
+//! by @alice:example.org (keypad)"). Anything else is a refusal that is logged and nothing more:
+//! the peer hears nothing and the room is told nothing. Keys are never logged. An entry is
+//! forgotten after [`KEYPAD_GAP`] without a key and when the call ends; after
+//! [`KEYPAD_ATTEMPTS`] wrong entries the keypad ignores the rest of the call.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{RoomId, UserId};
 
@@ -47,6 +57,9 @@ pub struct DoorPolicy {
     /// Any allow-listed user may say `!open` in a configured room, call or not.
     pub room_command: bool,
     pub long_press: LongPress,
+    /// The keypad code that opens the door during a call (keys `0-9`, `*`, `A-D`, a `#` only
+    /// last); empty: the keypad opens nothing.
+    pub dtmf_code: String,
 }
 
 impl Default for DoorPolicy {
@@ -57,6 +70,7 @@ impl Default for DoorPolicy {
             call_command: true,
             room_command: false,
             long_press: LongPress::None,
+            dtmf_code: String::new(),
         }
     }
 }
@@ -129,5 +143,86 @@ pub(super) fn judge(
         refuse("only during a call with the door, by the one in the call")
     } else {
         refuse("opening from Matrix is off for this door")
+    }
+}
+
+/// The longest pause between two keys of one keypad entry.
+pub const KEYPAD_GAP: Duration = Duration::from_secs(5);
+
+/// Wrong keypad entries in one call after which the keypad ignores the rest of the call.
+pub const KEYPAD_ATTEMPTS: u32 = 3;
+
+/// The most keys a keypad code may have.
+pub const MAX_DTMF_CODE: usize = 16;
+
+/// Whether `key` is a DTMF key (`0-9`, `*`, `#`, `A-D`).
+pub fn is_dtmf_key(key: char) -> bool {
+    matches!(key, '0'..='9' | '*' | '#' | 'A'..='D')
+}
+
+/// Why `code` cannot be a keypad code, if it cannot (the empty code is valid: the keypad off).
+/// The message never repeats the code.
+pub fn check_dtmf_code(code: &str) -> Result<(), String> {
+    if code.chars().count() > MAX_DTMF_CODE {
+        return Err(format!("expected at most {MAX_DTMF_CODE} keys"));
+    }
+    if let Some(bad) = code.chars().find(|c| !is_dtmf_key(*c)) {
+        return Err(format!(
+            "{bad:?} is not a keypad key (expected 0-9, *, A-D, and # as the last key)"
+        ));
+    }
+    if code.find('#').is_some_and(|at| at + 1 != code.len()) {
+        return Err("# ends an entry: it may only be the last key".to_owned());
+    }
+    Ok(())
+}
+
+/// One call's keypad: the entry being typed and the wrong entries so far.
+#[derive(Debug, Default)]
+pub(super) struct Keypad {
+    entry: String,
+    last: Option<Instant>,
+    wrong: u32,
+}
+
+/// What a key did to the keypad.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Keyed {
+    /// Part of an entry, or ignored (not a key, keypad locked).
+    Nothing,
+    /// A complete entry: whether it is the code.
+    Entry { right: bool },
+    /// A wrong entry that used up the last attempt.
+    Locked,
+}
+
+impl Keypad {
+    /// Adds `key`, pressed at `now`, to the entry; `code` is not empty.
+    pub(super) fn key(&mut self, code: &str, now: Instant, key: char) -> Keyed {
+        if self.wrong >= KEYPAD_ATTEMPTS || !is_dtmf_key(key) {
+            return Keyed::Nothing;
+        }
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) > KEYPAD_GAP)
+        {
+            self.entry.clear();
+        }
+        self.last = Some(now);
+        self.entry.push(key);
+        if key != '#' && self.entry.len() < code.len() {
+            return Keyed::Nothing;
+        }
+        let right = self.entry == code;
+        self.entry.clear();
+        if right {
+            return Keyed::Entry { right };
+        }
+        self.wrong += 1;
+        if self.wrong >= KEYPAD_ATTEMPTS {
+            Keyed::Locked
+        } else {
+            Keyed::Entry { right }
+        }
     }
 }

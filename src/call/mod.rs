@@ -24,7 +24,10 @@ mod timers;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-pub use door::{DoorPolicy, LongPress, ReceivedMessage, MAX_COMMAND_AGE, OPEN_COMMAND};
+pub use door::{
+    check_dtmf_code, is_dtmf_key, DoorPolicy, LongPress, ReceivedMessage, KEYPAD_ATTEMPTS,
+    KEYPAD_GAP, MAX_COMMAND_AGE, MAX_DTMF_CODE, OPEN_COMMAND,
+};
 pub use events::{
     CallEvent, CallEventBody, Candidate, HangupReason, ReceivedEvent, SdpKind, SessionDescription,
     StreamPurpose, VERSION,
@@ -101,6 +104,9 @@ pub enum RtcEvent {
     Connection(ConnectionState),
     /// A command failed (bad remote SDP, no codec in common, ...).
     Failed { reason: String },
+    /// The peer pressed a key (DTMF, an RFC 4733 telephone-event): `0-9`, `*`, `#`, `A-D`,
+    /// reported once per press.
+    Dtmf(char),
 }
 
 /// The peer connection's aggregate state, as the core needs it.
@@ -275,6 +281,8 @@ struct Call {
     negotiating: bool,
     /// The door is the polite party (the callee, or the replaced caller).
     polite: bool,
+    /// The keys the peer pressed (see `door.rs`).
+    keypad: door::Keypad,
 }
 
 impl Call {
@@ -294,6 +302,7 @@ impl Call {
             end_of_candidates_sent: false,
             negotiating: false,
             polite: false,
+            keypad: door::Keypad::default(),
         }
     }
 
@@ -1037,6 +1046,42 @@ impl Core {
             }
             RtcEvent::Connection(state) => self.on_connection(now, state),
             RtcEvent::Failed { .. } => self.hang_up(HangupReason::UnknownError),
+            RtcEvent::Dtmf(key) => self.on_key(now, key),
+        }
+    }
+
+    /// A key the peer of the call pressed: gathered into an entry, which opens the door when it
+    /// is the code and the peer is on the allow list (see `door.rs`).
+    fn on_key(&mut self, now: Instant, key: char) {
+        if self.door.dtmf_code.is_empty() {
+            return;
+        }
+        let Some(call) = self.call.as_mut() else {
+            return;
+        };
+        let up = matches!(call.phase, Phase::Connecting | Phase::Connected);
+        let Some(peer) = call.peer.clone().filter(|_| up) else {
+            return;
+        };
+        let keyed = call.keypad.key(&self.door.dtmf_code, now, key);
+        let right = match keyed {
+            door::Keyed::Nothing => return,
+            door::Keyed::Entry { right } => right,
+            door::Keyed::Locked => false,
+        };
+        let who = &peer.user.0;
+        if !self.policy.allow.contains(&peer.user) {
+            self.notice(format!(
+                "door: keypad entry from {who} refused: not on the allow list"
+            ));
+        } else if right {
+            self.open_door(now, &format!("{who} (keypad)"), &[peer.room]);
+        } else if keyed == door::Keyed::Locked {
+            self.notice(format!(
+                "door: wrong keypad code from {who}; the keypad is off for the rest of this call"
+            ));
+        } else {
+            self.notice(format!("door: wrong keypad code from {who}"));
         }
     }
 

@@ -12,7 +12,8 @@
 //! video calls, an H.264 track (constrained baseline `42e01f`, `packetization-mode=1`). VP8 is not
 //! offered: the door cannot encode it, and every browser Element runs on decodes that H.264.
 //! What it receives: the peer's Opus, decoded (with FEC and concealment for lost packets) into
-//! the configured speaker; the peer's video is read and dropped.
+//! the configured speaker; the peer's video is read and dropped; the peer's keypad
+//! (telephone-event beside the Opus, see [`dtmf`]) reported to the core key by key.
 //!
 //! Media flows from the moment the connection is up: the first video frame after that is a
 //! keyframe, encoded and sent at once, and the viewer's keyframe requests (PLI, FIR; see
@@ -21,6 +22,7 @@
 //! on the connection's critical path.
 
 mod call;
+mod dtmf;
 mod feedback;
 mod keyframe;
 

@@ -665,6 +665,32 @@ async function setVideoMuted({ call_id, muted }) {
     return { muted: now_muted };
 }
 
+async function sendDtmf({ call_id, keys, timeout_ms }) {
+    // One key at a time through js-sdk's sendDtmfDigit, as a dial pad sends them: insertDTMF
+    // replaces whatever is still queued, so each key waits until the previous one has played
+    // out (its tonechange event with the empty tone).
+    const call = requireCall(call_id).call;
+    const dtmf = call.peerConn
+        ?.getSenders()
+        .find((s) => s.track?.kind === "audio" && s.dtmf)?.dtmf;
+    if (!dtmf) throw new Error("the call has no audio sender with DTMF");
+    if (!dtmf.canInsertDTMF) throw new Error("canInsertDTMF is false: no telephone-event negotiated");
+    for (const key of String(keys)) {
+        let played = false;
+        const onTone = (e) => {
+            if (e.tone === "") played = true;
+        };
+        dtmf.addEventListener("tonechange", onTone);
+        try {
+            call.sendDtmfDigit(key);
+            await waitFor(`key ${key} to be sent`, () => played, timeout_ms);
+        } finally {
+            dtmf.removeEventListener("tonechange", onTone);
+        }
+    }
+    return { can_insert_dtmf: true };
+}
+
 async function stats({ call_id }) {
     const rec = requireCall(call_id);
     const call = rec.call;
@@ -704,6 +730,7 @@ window.peer = {
     reject,
     hangup,
     setVideoMuted,
+    sendDtmf,
     stats,
     timings,
     listCalls,

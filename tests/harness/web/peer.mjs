@@ -199,6 +199,7 @@ const PAGE_METHODS = {
     reject: "reject",
     hangup: "hangup",
     set_video_muted: "setVideoMuted",
+    send_dtmf: "sendDtmf",
     stats: "stats",
     timings: "timings",
     calls: "listCalls",
