@@ -27,6 +27,7 @@ use crate::rtc::{IceServer, Rtc, RtcSettings};
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), Error> {
+    crate::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -272,6 +273,8 @@ async fn drive(config: Config) -> Result<(), Error> {
         config.control.socket.display()
     );
     notify(&[NotifyState::Ready, NotifyState::Status(&status.line())]);
+    // Start-up (the first sync, the stores) freed more than the idle door will ever hold again.
+    crate::memory::give_back_free_pages();
 
     loop {
         let now = Instant::now();

@@ -10,6 +10,7 @@ pub mod gpio;
 pub mod logging;
 pub mod matrix;
 pub mod media;
+pub mod memory;
 pub mod panel;
 pub mod rtc;
 

@@ -165,8 +165,16 @@ impl Live {
 }
 
 impl Drop for LiveGuard {
+    /// The last call's task has freed everything: what the allocator kept goes back.
     fn drop(&mut self) {
-        self.0 .0.send_modify(|n| *n -= 1);
+        let mut left = 0;
+        self.0 .0.send_modify(|n| {
+            *n -= 1;
+            left = *n;
+        });
+        if left == 0 {
+            crate::memory::give_back_free_pages();
+        }
     }
 }
 
