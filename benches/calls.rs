@@ -288,17 +288,23 @@ impl Bench {
         )
     }
 
-    /// The daemon's CPU (% of one core) and RSS (MB) over `secs` from now.
-    fn cost(&self, secs: u64) -> (f64, f64) {
+    /// The daemon's CPU (% of one core) over `secs` from now, and then its memory.
+    fn cost(&self, secs: u64) -> Cost {
         let pid = self.door.pid();
         let (cpu0, t0) = (procfs::cpu_time(pid), Instant::now());
         std::thread::sleep(Duration::from_secs(secs));
         let cpu = (procfs::cpu_time(pid) - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
-        (cpu * 100.0, procfs::rss_kb(pid) as f64 / 1024.0)
+        let mb = |field| procfs::status_kb(pid, field) as f64 / 1024.0;
+        Cost {
+            cpu: cpu * 100.0,
+            rss: mb("VmRSS"),
+            anonymous: mb("RssAnon"),
+            files: mb("RssFile"),
+        }
     }
 
     /// A door call held for `secs` of measurement (after 2 s to settle): the daemon's cost.
-    fn cost_in_call(&mut self, secs: u64) -> (f64, f64) {
+    fn cost_in_call(&mut self, secs: u64) -> Cost {
         self.door.ring();
         let incoming = self
             .alice
@@ -320,6 +326,17 @@ impl Bench {
         self.door_idle();
         cost
     }
+}
+
+/// What the daemon costs: CPU (% of one core) and resident memory (MB): all of it, its own
+/// (anonymous) and the files it maps (its executable's code and the libraries': shared, and
+/// given back by the kernel under memory pressure).
+#[derive(Clone, Copy)]
+struct Cost {
+    cpu: f64,
+    rss: f64,
+    anonymous: f64,
+    files: f64,
 }
 
 /// The bare encoder's CPU (% of one core) for the test pattern at the call's size and rate: two
@@ -516,25 +533,35 @@ fn main() {
     for line in lines {
         line();
     }
-    let ((idle_cpu, idle_rss), (call_cpu, call_rss)) = resources.unwrap();
+    let (idle, call) = resources.unwrap();
     single(
         &format!("daemon idle ({idle_secs} s): CPU of one core"),
-        format!("{idle_cpu:.2} %"),
+        format!("{:.2} %", idle.cpu),
         "≤ 0.2 %",
     );
-    single("daemon idle: RSS", format!("{idle_rss:.1} MB"), "≤ 25 MB");
+    single("daemon idle: RSS", format!("{:.1} MB", idle.rss), "≤ 25 MB");
+    single(
+        "daemon idle: RSS anonymous / file-backed",
+        format!("{:.1} / {:.1} MB", idle.anonymous, idle.files),
+        "",
+    );
     single(
         &format!(
             "daemon in a {}x{}@{} call ({call_secs} s): CPU of one core",
             CAMERA.0, CAMERA.1, CAMERA.2
         ),
-        format!("{call_cpu:.1} %"),
+        format!("{:.1} %", call.cpu),
         "",
     );
     single(
         "daemon in the call: RSS",
-        format!("{call_rss:.1} MB"),
+        format!("{:.1} MB", call.rss),
         "≤ 40 MB",
+    );
+    single(
+        "daemon in the call: RSS anonymous / file-backed",
+        format!("{:.1} / {:.1} MB", call.anonymous, call.files),
+        "",
     );
     single(
         "bare H.264 encoder on the same frames: CPU of one core",
@@ -543,7 +570,7 @@ fn main() {
     );
     single(
         "daemon in the call / bare encoder (CPU)",
-        format!("{:.2}", call_cpu / encoder),
+        format!("{:.2}", call.cpu / encoder),
         "≤ 1.3",
     );
     let cross_dir = std::env::var_os("INTERCOM_CROSS_TARGET_DIR")

@@ -223,12 +223,15 @@ impl VideoSource for TestPattern {
         // The bars are the same on every row: draw the first row of each plane, then copy it
         // down (row by row, as the planes are laid out in memory).
         let bar = |x: usize| BARS[((x + shift) % w) * 8 / w];
-        for x in 0..w {
-            luma[x] = bar(x).0;
+        for (x, l) in luma[..w].iter_mut().enumerate() {
+            *l = bar(x).0;
         }
-        for x in 0..w / 2 {
-            u_plane[x] = bar(2 * x).1;
-            v_plane[x] = bar(2 * x).2;
+        for (x, (u, v)) in u_plane[..w / 2]
+            .iter_mut()
+            .zip(&mut v_plane[..w / 2])
+            .enumerate()
+        {
+            (*u, *v) = (bar(2 * x).1, bar(2 * x).2);
         }
         fill_down(luma, w);
         fill_down(u_plane, w / 2);

@@ -70,32 +70,55 @@ pub fn cpu_model() -> (String, usize) {
     (model, cores)
 }
 
-/// How many file descriptors `pid` has open, not counting its TCP connections to `port` (an
-/// HTTP client's pool of connections to a server grows and shrinks as it likes).
+/// How many file descriptors `pid` has open, but its TCP connections to `port` (a client's
+/// connection pool grows and shrinks on its own terms).
 pub fn open_fds_except_connections_to(pid: u32, port: u16) -> usize {
+    open_fds_described(pid, port).len()
+}
+
+/// What each file descriptor of `pid` is open on (sockets with their protocol, addresses and
+/// state from /proc/<pid>/net), but its TCP connections to `port`: to name what leaked.
+pub fn open_fds_described(pid: u32, port: u16) -> Vec<String> {
+    // inode → (table, local, remote, state), and the inodes of connections to `port`.
+    let mut sockets = std::collections::HashMap::new();
     let mut pooled = std::collections::HashSet::new();
-    for table in ["tcp", "tcp6"] {
+    for table in ["tcp", "tcp6", "udp", "udp6"] {
         let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let remote_port = f
-                .get(2)
-                .and_then(|a| a.rsplit(':').next())
+            let (Some(local), Some(remote), Some(state), Some(inode)) =
+                (f.get(1), f.get(2), f.get(3), f.get(9))
+            else {
+                continue;
+            };
+            let remote_port = remote
+                .rsplit(':')
+                .next()
                 .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if remote_port == Some(port) {
-                if let Some(inode) = f.get(9) {
-                    pooled.insert(format!("socket:[{inode}]"));
-                }
+            let target = format!("socket:[{inode}]");
+            if table.starts_with("tcp") && remote_port == Some(port) {
+                pooled.insert(target.clone());
             }
+            sockets.insert(target, format!("{table} {local} -> {remote} state {state}"));
         }
     }
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .flatten()
-        .filter(|e| {
-            std::fs::read_link(e.path())
-                .map(|t| !pooled.contains(&*t.to_string_lossy()))
-                .unwrap_or(true)
+        .filter_map(|e| {
+            let target = std::fs::read_link(e.path())
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "(gone)".into());
+            if pooled.contains(&target) {
+                return None;
+            }
+            let what = sockets.get(&target).map(String::as_str).unwrap_or("");
+            Some(format!(
+                "{}: {target} {what}",
+                e.file_name().to_string_lossy()
+            ))
         })
-        .count()
+        .collect();
+    fds.sort();
+    fds
 }
