@@ -1,6 +1,7 @@
 //! What the door's audio processing costs: CPU time per 10 ms frame of the echo canceller
 //! (sonora, with and without noise suppression and gain control), the resampler and the channel
-//! conversion, on a speech-like signal with its echo. Prints a table of medians and 90th
+//! conversion, and per 20 ms frame of Opus (encoding at the door's complexity and at libopus's
+//! default, decoding), on a speech-like signal with its echo. Prints a table of medians and 90th
 //! percentiles, and the share of real time (10 ms) each takes.
 //!
 //! `cargo bench --bench audio`. `INTERCOM_BENCH_SECONDS` sets the audio per row (default 20).
@@ -9,12 +10,16 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use intercom::media::aec::{EchoCanceller, Processing, Reference, FRAME_10MS};
+use intercom::media::opus_codec::{OpusDecoder, OpusEncoder, COMPLEXITY};
 use intercom::media::resample::{downmix, Resampler};
 use intercom::media::speechlike::speech_like;
+use intercom::media::FRAME_SAMPLES;
 
 struct Row {
     what: &'static str,
     times: Vec<Duration>,
+    /// The audio each time is for, in ms (10 unless it is Opus's 20 ms frame).
+    frame_ms: f64,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -88,6 +93,7 @@ fn main() {
         rows.push(Row {
             what,
             times: canceller(processing, &far, &mic),
+            frame_ms: 10.0,
         });
     }
     // Conversion of a 44.1 kHz stereo capture device, 10 ms at a time.
@@ -113,6 +119,7 @@ fn main() {
     rows.push(Row {
         what: "44.1 kHz stereo -> 48 kHz mono (capture)",
         times,
+        frame_ms: 10.0,
     });
     let mut resampler = Resampler::new(48_000, 44_100).unwrap();
     let input: Vec<f32> = far.iter().map(|&s| s as f32 / 32768.0).collect();
@@ -129,10 +136,56 @@ fn main() {
     rows.push(Row {
         what: "48 kHz -> 44.1 kHz (playback)",
         times,
+        frame_ms: 10.0,
+    });
+    // Opus, 20 ms frames of the microphone's speech: the door's complexity and libopus's default.
+    for (what, complexity) in [
+        (
+            "Opus encode, 20 ms frame, complexity 5 (the door's)",
+            COMPLEXITY,
+        ),
+        (
+            "Opus encode, 20 ms frame, complexity 10 (libopus's default)",
+            10,
+        ),
+    ] {
+        let mut encoder = OpusEncoder::with_complexity(complexity).unwrap();
+        let times = mic
+            .chunks_exact(FRAME_SAMPLES)
+            .map(|frame| {
+                let start = Instant::now();
+                black_box(encoder.encode(frame).unwrap());
+                start.elapsed()
+            })
+            .collect();
+        rows.push(Row {
+            what,
+            times,
+            frame_ms: 20.0,
+        });
+    }
+    let mut encoder = OpusEncoder::new().unwrap();
+    let packets: Vec<Vec<u8>> = mic
+        .chunks_exact(FRAME_SAMPLES)
+        .map(|frame| encoder.encode(frame).unwrap())
+        .collect();
+    let mut decoder = OpusDecoder::new().unwrap();
+    let times = packets
+        .iter()
+        .map(|p| {
+            let start = Instant::now();
+            black_box(decoder.decode(p).unwrap());
+            start.elapsed()
+        })
+        .collect();
+    rows.push(Row {
+        what: "Opus decode, 20 ms frame",
+        times,
+        frame_ms: 20.0,
     });
 
     println!(
-        "\naudio processing: CPU time per 10 ms frame, {seconds} s of speech-like audio per row\n"
+        "\naudio processing: CPU time per frame (10 ms, Opus 20 ms), {seconds} s of speech-like audio per row\n"
     );
     println!("| stage | median µs | p90 µs | share of real time (median) |");
     println!("|---|---:|---:|---:|");
@@ -144,7 +197,7 @@ fn main() {
             row.what,
             median,
             percentile(&row.times, 0.9),
-            median / 10_000.0 * 100.0
+            median / (row.frame_ms * 1000.0) * 100.0
         );
     }
     println!(
