@@ -171,12 +171,14 @@ impl Soak {
         self.idle();
     }
 
-    /// Waits for the door to be idle with no more descriptors open than before the first call
-    /// (closing a peer connection finishes after the status changes); at most 10 s.
+    /// Waits for the door to be idle and the call's media released (closing a peer connection
+    /// finishes after the status changes; the memory is measured after that), then for no more
+    /// descriptors open than before the first call; at most 10 s.
     fn idle(&mut self) {
         self.door
             .wait_notify("idle", WAIT, |l| l.starts_with("STATUS=Idle"));
         self.door.clear_notes();
+        self.door.wait_log("media released: no call left", WAIT);
         let deadline = Instant::now() + Duration::from_secs(10);
         while procfs::open_fds(self.door.pid()) > self.idle_fds && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));

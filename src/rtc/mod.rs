@@ -174,6 +174,7 @@ impl Drop for LiveGuard {
         });
         if left == 0 {
             crate::memory::give_back_free_pages();
+            log::info!("media released: no call left");
         }
     }
 }
