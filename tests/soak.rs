@@ -8,7 +8,8 @@
 //! (within 1 MB).
 //!
 //! `INTERCOM_SOAK_CALLS` sets the number of calls (default 20, what `cargo test` runs; at least
-//! 18). The long run, by hand: `INTERCOM_SOAK_CALLS=200 cargo test --release --test soak -- --nocapture`.
+//! 18). The long run, by hand:
+//! `INTERCOM_SOAK_CALLS=200 cargo test --profile bench --test soak -- --nocapture`.
 
 mod harness;
 
