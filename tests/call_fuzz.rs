@@ -357,8 +357,11 @@ fn random_inputs_never_panic_and_always_return_to_idle() {
         keypad_openings += run_case(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     }
     println!("{cases} cases, {keypad_openings} keypad openings");
+    // A keypad opening needs an allow-listed peer, an answered call and the whole code in
+    // order: about ten in the default 100 000 cases (none in the 5 000 the Pi build runs under
+    // qemu). `door_open.rs` has the focused property that opens hundreds of times.
     assert!(
-        cases < 1000 || keypad_openings > 0,
+        cases < 100_000 || keypad_openings > 0,
         "the cases never reach a keypad opening: the keypad rule goes untested"
     );
 }
