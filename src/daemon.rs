@@ -146,12 +146,27 @@ impl Snapshots {
         let matrix = Arc::downgrade(matrix);
         tokio::spawn(async move {
             let jpeg =
-                tokio::task::spawn_blocking(move || crate::media::snapshot_jpeg(&camera, &video))
-                    .await;
+                tokio::task::spawn_blocking(move || crate::media::snapshot(&camera, &video)).await;
             match jpeg {
-                Ok(Ok(jpeg)) => {
+                Ok(Ok(still)) => {
+                    log::info!(
+                        "snapshot for {}: {}x{}, {}",
+                        room.0,
+                        still.width,
+                        still.height,
+                        if still.from_call {
+                            "from the call's camera stream"
+                        } else {
+                            "camera opened for it"
+                        }
+                    );
                     if let Some(matrix) = matrix.upgrade() {
-                        matrix.post_snapshot(room, jpeg, (video.width, video.height), mention);
+                        matrix.post_snapshot(
+                            room,
+                            still.jpeg,
+                            (still.width, still.height),
+                            mention,
+                        );
                     }
                 }
                 Ok(Err(e)) => log::warn!("no snapshot for {}: {e}", room.0),

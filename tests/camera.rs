@@ -1,7 +1,7 @@
 //! The camera paths without a camera: the H.264 each path gives decodes (openh264's decoder),
 //! MJPEG frames survive decoding and re-encoding, a camera command's output is passed through
-//! access unit by access unit, snapshots are JPEGs of the right size, and a camera that is not
-//! there is a clear error.
+//! access unit by access unit, snapshots are JPEGs of the right size — taken from a call's
+//! stream while a call holds the camera — and a camera that is not there is a clear error.
 //!
 //! The camera command is this test binary itself, re-run to encode the test pattern and write
 //! Annex-B H.264 to its standard output (fd 3 there, so that the test runner's own output stays
@@ -14,7 +14,9 @@ use intercom::config::VideoDevice;
 use intercom::media::h264::{is_keyframe, H264Encoder};
 use intercom::media::source::{ExecH264, H264Source, Pacing};
 use intercom::media::synthetic::TestPattern;
-use intercom::media::{convert, open_h264, snapshot_jpeg, VideoSettings, VideoSource};
+use intercom::media::{
+    convert, open_h264, snapshot, stills, MediaError, VideoSettings, VideoSource,
+};
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 
@@ -82,8 +84,17 @@ fn a_camera_commands_h264_passes_through_and_decodes() {
     assert!(pictures.iter().all(|d| *d == (320, 240)), "{pictures:?}");
 }
 
+/// Tests that hold the test pattern for a call or take its snapshot run one at a time: a
+/// snapshot takes a held camera's frames.
+static TEST_PATTERN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn test_pattern() -> std::sync::MutexGuard<'static, ()> {
+    TEST_PATTERN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn the_software_path_from_the_test_pattern_decodes() {
+    let _one = test_pattern();
     let settings = VideoSettings::new(320, 240, 15);
     let mut source = open_h264(&VideoDevice::TestPattern, &settings).unwrap();
     assert_eq!(source.pacing(), Pacing::Pull);
@@ -134,19 +145,154 @@ fn mjpeg_frames_decode_encode_and_decode_again() {
 
 #[test]
 fn snapshots_are_jpegs_of_the_configured_size() {
-    let jpeg = snapshot_jpeg(&VideoDevice::TestPattern, &VideoSettings::new(320, 240, 15)).unwrap();
-    let (w, h, _) = convert::jpeg_to_i420(&jpeg).unwrap();
+    let _one = test_pattern();
+    let still = snapshot(&VideoDevice::TestPattern, &VideoSettings::new(320, 240, 15)).unwrap();
+    let (w, h, _) = convert::jpeg_to_i420(&still.jpeg).unwrap();
     assert_eq!((w, h), (320, 240));
+    assert_eq!((still.width, still.height), (320, 240));
 
     let missing = VideoDevice::Path("/dev/video-missing".into());
-    let err = snapshot_jpeg(&missing, &VideoSettings::new(320, 240, 15)).unwrap_err();
+    let err = snapshot(&missing, &VideoSettings::new(320, 240, 15)).unwrap_err();
     assert!(err.0.contains("/dev/video-missing"), "{err}");
-    let err = snapshot_jpeg(
+    let err = snapshot(
         &VideoDevice::Exec(vec!["rpicam-vid".to_owned()]),
         &VideoSettings::new(320, 240, 15),
     )
     .unwrap_err();
     assert!(err.0.contains("rpicam-vid"), "{err}");
+}
+
+/// Row `y` of the picture (luma `width` wide) shows the test pattern's eight bars (below its
+/// text; they scroll, so where each is does not matter): each bar's luma over at least a
+/// quarter of its width.
+fn assert_shows_the_bars(luma: &[u8], width: usize, y: usize) {
+    let row = &luma[y * width..][..width];
+    for level in [235u8, 210, 170, 145, 106, 81, 41, 16] {
+        let near = row.iter().filter(|&&l| l.abs_diff(level) <= 8).count();
+        assert!(near >= width / 32, "bar {level}: {near} pixels in {row:?}");
+    }
+}
+
+#[test]
+fn a_snapshot_while_a_call_holds_the_camera_takes_the_calls_frames() {
+    let _one = test_pattern();
+    let device = VideoDevice::TestPattern;
+    let call = open_h264(&device, &VideoSettings::new(320, 240, 15)).unwrap();
+    assert!(stills::is_held(&device));
+    // Asked at another size, the picture still comes from the call's 320x240 stream: the
+    // camera is not opened a second time.
+    let still = snapshot(&device, &VideoSettings::new(160, 120, 15)).unwrap();
+    assert_eq!((still.width, still.height), (320, 240));
+    let (w, h, i420) = convert::jpeg_to_i420(&still.jpeg).unwrap();
+    assert_eq!((w, h), (320, 240));
+    assert_shows_the_bars(&i420, 320, 230);
+    drop(call);
+    assert!(!stills::is_held(&device));
+    // The call is over: the camera is opened for the snapshot, at the size asked.
+    let still = snapshot(&device, &VideoSettings::new(160, 120, 15)).unwrap();
+    assert_eq!((still.width, still.height), (160, 120));
+}
+
+/// A camera that sends H.264 at its own pace (like a UVC H.264 camera or `rpicam-vid`): a
+/// keyframe only when asked for after the first, if `keyframes` is on.
+struct H264Camera {
+    pattern: TestPattern,
+    encoder: H264Encoder,
+    keyframes: bool,
+    asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl H264Source for H264Camera {
+    fn pacing(&self) -> Pacing {
+        Pacing::Push
+    }
+
+    fn next_access_unit(&mut self, keyframe: bool) -> Result<Option<Vec<u8>>, MediaError> {
+        if keyframe {
+            self.asked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let frame = self.pattern.next_frame()?;
+        std::thread::sleep(std::time::Duration::from_millis(5)); // a camera's frame interval
+        self.encoder
+            .encode(&frame, keyframe && self.keyframes)
+            .map(Some)
+    }
+
+    fn name(&self) -> &str {
+        "h264 camera"
+    }
+}
+
+/// Runs an [`H264Camera`] held as `device` on a thread like a call's encoder thread, until
+/// `stop`; returns once its first access unit (a keyframe, as every stream starts) is out.
+fn run_held(
+    device: &VideoDevice,
+    keyframes: bool,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::thread::JoinHandle<usize>,
+) {
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let camera = H264Camera {
+        pattern: TestPattern::new(320, 240, 15),
+        encoder: H264Encoder::new(320, 240, 15, 300_000).unwrap(),
+        keyframes,
+        asked: asked.clone(),
+    };
+    let mut held = stills::TappedStream::hold(device, Box::new(camera));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = stop.clone();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let mut units = 0;
+        while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            held.next_access_unit(false).unwrap();
+            units += 1;
+            let _ = started_tx.send(());
+        }
+        units
+    });
+    started.recv().unwrap();
+    (stop, asked, thread)
+}
+
+#[test]
+fn a_snapshot_of_an_h264_camera_in_a_call_is_its_next_keyframe_decoded() {
+    let device = VideoDevice::Exec(vec!["h264-camera-for-a-snapshot".to_owned()]);
+    let (stop, asked, thread) = run_held(&device, true);
+    assert!(stills::is_held(&device));
+    let still = snapshot(&device, &VideoSettings::new(160, 120, 15)).unwrap();
+    assert_eq!((still.width, still.height), (320, 240));
+    let (_, _, i420) = convert::jpeg_to_i420(&still.jpeg).unwrap();
+    assert_shows_the_bars(&i420, 320, 230);
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one keyframe asked for"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(thread.join().unwrap() > 1);
+    assert!(!stills::is_held(&device), "released with the call's source");
+}
+
+#[test]
+fn a_held_h264_camera_that_gives_no_keyframe_is_a_clear_error() {
+    let device = VideoDevice::Exec(vec!["h264-camera-without-keyframes".to_owned()]);
+    let (stop, asked, thread) = run_held(&device, false);
+    let err = stills::take(
+        &device,
+        "h264-camera-without-keyframes",
+        std::time::Duration::from_millis(300),
+    )
+    .expect("the camera is held")
+    .unwrap_err();
+    assert!(err.0.contains("h264-camera-without-keyframes"), "{err}");
+    assert!(err.0.contains("no keyframe"), "{err}");
+    assert!(asked.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    thread.join().unwrap();
 }
 
 #[test]

@@ -139,6 +139,14 @@ fn a_press_posts_a_snapshot_mentioning_the_allow_listed_members() {
     assert_eq!((w, h), (320, 240));
     assert_eq!(pixels.len(), 320 * 240 * 3);
     door.wait_log("snapshot posted to", WAIT);
+    // The call already held the camera: the picture is one of its frames (a real camera
+    // refuses a second stream while the call's runs).
+    assert!(
+        door.log_text()
+            .contains("320x240, from the call's camera stream"),
+        "{}",
+        door.log_text()
+    );
     assert!(door.stop());
 }
 

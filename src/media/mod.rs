@@ -26,6 +26,7 @@ pub mod resample;
 pub mod source;
 pub mod speaker;
 pub mod speechlike;
+pub mod stills;
 pub mod synthetic;
 pub mod tones;
 pub mod v4l2;
@@ -187,41 +188,79 @@ pub fn open_video(
 
 /// Opens the camera `device` for a call's H.264: the test pattern encoded in software (as
 /// before there were cameras), a V4L2 camera by the plan `camera::choose` makes (logged), or
-/// a program's output. The device stays open until the source is dropped.
+/// a program's output. The device stays open until the source is dropped, and is held for
+/// snapshots meanwhile ([`stills`]).
 pub fn open_h264(
     device: &VideoDevice,
     video: &VideoSettings,
 ) -> Result<Box<dyn source::H264Source>, MediaError> {
-    match device {
+    let source: Box<dyn source::H264Source> = match device {
         VideoDevice::TestPattern => {
             let bitrate =
                 source::capped_bitrate(video.width, video.height, video.fps, video.max_bitrate);
-            Ok(Box::new(source::SoftwareH264::new(
-                open_video(device, video)?,
+            let frames = stills::SharedFrames::hold(device, open_video(device, video)?);
+            return Ok(Box::new(source::SoftwareH264::new(
+                Box::new(frames),
                 (video.width, video.height, video.fps),
                 bitrate,
                 "test pattern".to_owned(),
-            )))
+            )));
         }
-        VideoDevice::Path(p) => Ok(v4l2::open_h264(p, video)?.0),
+        VideoDevice::Path(p) => v4l2::open_h264(p, video)?.0,
         VideoDevice::Exec(command) => {
             log::info!(
                 "camera: H.264 from {:?}, passed through without encoding",
                 command.join(" ")
             );
-            Ok(Box::new(source::ExecH264::spawn(command)?))
+            Box::new(source::ExecH264::spawn(command)?)
         }
+    };
+    Ok(match source.pacing() {
+        source::Pacing::Push => Box::new(stills::TappedStream::hold(device, source)),
+        source::Pacing::Pull => source,
+    })
+}
+
+/// A picture of the door.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub jpeg: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    /// Taken from a call's stream (the call held the camera), not by opening it.
+    pub from_call: bool,
+}
+
+/// The camera `device` as errors name it.
+fn camera_name(device: &VideoDevice) -> String {
+    match device {
+        VideoDevice::TestPattern => "test-pattern".to_owned(),
+        VideoDevice::Path(p) => p.display().to_string(),
+        VideoDevice::Exec(command) => format!("{:?}", command.first().map_or("", String::as_str)),
     }
 }
 
 /// Takes one picture with the camera `device` (or the test pattern) at (or near) `video`'s
-/// size and returns it as a JPEG. The camera is open only for this; an H.264-only camera or a
-/// camera command has no still format: that is an error saying so.
-pub fn snapshot_jpeg(device: &VideoDevice, video: &VideoSettings) -> Result<Vec<u8>, MediaError> {
-    let mut source = open_video(device, video)?;
-    let frame = source.next_frame()?;
-    drop(source);
-    convert::i420_to_jpeg(&frame.data, frame.width, frame.height, 85)
+/// size and returns it as a JPEG. When a call holds the camera, the picture comes from the
+/// call's stream ([`stills`]); otherwise the camera is open only for this, and an H.264-only
+/// camera or a camera command has no still format: that is an error saying so.
+pub fn snapshot(device: &VideoDevice, video: &VideoSettings) -> Result<Snapshot, MediaError> {
+    let (frame, from_call) = match stills::take(device, &camera_name(device), stills::KEYFRAME_WAIT)
+    {
+        Some(frame) => (frame?, true),
+        None => {
+            let mut source = open_video(device, video)?;
+            let frame = source.next_frame()?;
+            drop(source);
+            (frame, false)
+        }
+    };
+    Ok(Snapshot {
+        jpeg: convert::i420_to_jpeg(&frame.data, frame.width, frame.height, 85)?,
+        width: frame.width,
+        height: frame.height,
+        from_call,
+    })
 }
 
 /// Opens the microphone: a tone, silence (`null`), or an ALSA PCM without processing.
