@@ -720,6 +720,13 @@ fn call_event(room: &RoomId, event: &TimelineEvent) -> Option<ReceivedEvent> {
             return None;
         }
     };
+    // When it came, and how long after the homeserver had it: the time the sync took.
+    log::debug!(
+        room = room.0.as_str();
+        "received {event_type} from {} ({} ms after the homeserver had it)",
+        value["sender"].as_str().unwrap_or("?"),
+        value["unsigned"]["age"].as_i64().unwrap_or(-1)
+    );
     match wire::from_wire(room, &value, event.encryption_info().is_some()) {
         Ok(received) => received,
         Err(e) => {
