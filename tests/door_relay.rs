@@ -1,7 +1,8 @@
 //! The door's relay and its snapshot, end to end against real Synapse: `!open` from an
 //! allow-listed user pulses the (synthetic) relay and posts the audit line; a stranger's does
-//! nothing; a command sent while the daemon was down is never carried out; a press posts a
-//! picture of the camera mentioning the allow-listed members, and none when that is off.
+//! nothing; a command sent while the daemon was down is never carried out; in an encrypted room
+//! the command is decrypted and the audit line encrypted; a press posts a picture of the camera
+//! mentioning the allow-listed members, and none when that is off.
 
 mod harness;
 
@@ -87,6 +88,51 @@ fn open_command_pulses_the_relay_for_allow_listed_users_only() {
         .collect();
     assert_eq!(posted.len(), 1, "only the audit line: {posted:?}");
     assert_eq!(posted[0]["content"]["msgtype"], "m.notice");
+    assert!(door.stop());
+}
+
+#[test]
+fn open_command_works_in_an_encrypted_room() {
+    if isolated("open_command_works_in_an_encrypted_room") {
+        return;
+    }
+    // Alice is a browser with E2EE (js-sdk): her `!open` reaches the door encrypted, and the
+    // door's audit line goes back encrypted.
+    let mut w = harness::world::with_browser(
+        true,
+        None,
+        false,
+        DoorSettings {
+            call_extra: "snapshot = false".into(),
+            extra:
+                "[door]\nchip = \"synthetic\"\nline = 27\npulse = \"300ms\"\nroom_command = true\n"
+                    .into(),
+            ..DoorSettings::default()
+        },
+    );
+    let me = w.home.user.user_id.clone();
+    let mut door = w.home.start();
+    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    w.alice.call(json!({"cmd": "wait_member", "room_id": w.room,
+                        "user_id": me, "timeout_ms": 30000}));
+    w.alice
+        .call(json!({"cmd": "send_text", "room_id": w.room, "body": "!open"}));
+    door.wait_log(&format!("door opened by {}", w.alice_user.user_id), WAIT);
+    door.wait_log("synthetic relay: on", WAIT);
+    door.wait_log("synthetic relay: off", WAIT);
+    let audit = format!("Door opened by {}", w.alice_user.user_id);
+    let line = harness::poll("the encrypted audit line, decrypted by alice", WAIT, || {
+        w.alice.call(json!({"cmd": "texts", "room_id": w.room}))["texts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["sender"] == me.as_str() && t["body"] == audit.as_str())
+            .cloned()
+    });
+    assert_eq!(line["encrypted"], true, "{line}");
+    assert_eq!(line["msgtype"], "m.notice", "{line}");
+    let log = door.log_text();
+    assert_eq!(log.matches("synthetic relay: on").count(), 1, "{log}");
     assert!(door.stop());
 }
 

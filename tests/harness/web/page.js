@@ -618,6 +618,29 @@ async function invite({ room_id, user_id }) {
     return {};
 }
 
+/** Sends a text message (encrypted in an encrypted room). */
+async function sendText({ room_id, body }) {
+    const { event_id } = await requireClient().sendTextMessage(room_id, body);
+    return { event_id };
+}
+
+/** The text messages and notices of a room's live timeline, decrypted where they can be. */
+async function texts({ room_id }) {
+    const room = requireClient().getRoom(room_id);
+    const events = room?.getLiveTimeline().getEvents() ?? [];
+    await Promise.all(events.map((e) => requireClient().decryptEventIfNeeded(e)));
+    return {
+        texts: events
+            .filter((e) => e.getType() === "m.room.message")
+            .map((e) => ({
+                sender: e.getSender(),
+                msgtype: e.getContent().msgtype ?? null,
+                body: e.getContent().body ?? null,
+                encrypted: e.isEncrypted(),
+            })),
+    };
+}
+
 async function waitMember({ room_id, user_id, membership = "join", timeout_ms }) {
     const c = requireClient();
     await waitFor(
@@ -731,6 +754,8 @@ window.peer = {
     hangup,
     setVideoMuted,
     sendDtmf,
+    sendText,
+    texts,
     stats,
     timings,
     listCalls,

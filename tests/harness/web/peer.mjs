@@ -200,6 +200,8 @@ const PAGE_METHODS = {
     hangup: "hangup",
     set_video_muted: "setVideoMuted",
     send_dtmf: "sendDtmf",
+    send_text: "sendText",
+    texts: "texts",
     stats: "stats",
     timings: "timings",
     calls: "listCalls",
