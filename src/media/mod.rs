@@ -21,6 +21,7 @@ pub mod alsa;
 pub mod camera;
 pub mod convert;
 pub mod h264;
+pub mod m2m;
 pub mod opus_codec;
 pub mod resample;
 pub mod source;
