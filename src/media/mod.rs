@@ -30,6 +30,7 @@ pub mod speechlike;
 pub mod synthetic;
 pub mod tones;
 pub mod v4l2;
+pub mod v4l2_m2m;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};

@@ -5,8 +5,9 @@ use openh264::formats::YUVSource;
 
 use super::synthetic::{SyntheticHandle, SyntheticM2m, SyntheticOptions};
 use super::*;
+use crate::media::source::{H264Source, Pacing};
 use crate::media::synthetic::TestPattern;
-use crate::media::{VideoFrame, VideoSource};
+use crate::media::{MediaError, VideoFrame, VideoSource};
 
 const NODE: &str = "/dev/video11";
 
@@ -129,7 +130,7 @@ fn a_cameras_padded_yuyv_and_nv12_rows_are_copied_without_their_padding() {
             sizeimage: 32 * 4,
         }],
     };
-    let mut buf = vec![0u8; 32 * 4];
+    let mut buf = [0u8; 32 * 4];
     copy_frame((FourCc::YUYV, 6, 4), &src, 16, &mut [&mut buf[..]], &format).unwrap();
     for row in 0..4 {
         assert_eq!(&buf[row * 32..row * 32 + 12], &src[row * 16..row * 16 + 12]);
@@ -587,4 +588,96 @@ fn odd_sizes_and_formats_the_device_does_not_take_are_errors_naming_it() {
         .err()
         .unwrap();
     assert!(e.0.contains(NODE) && e.0.contains("MJPG"), "{e}");
+}
+
+/// The test pattern as a camera giving YU12 (tightly packed).
+struct PatternCamera(TestPattern);
+
+impl VideoSource for PatternCamera {
+    fn next_frame(&mut self) -> Result<VideoFrame, MediaError> {
+        self.0.next_frame()
+    }
+}
+
+impl RawFrames for PatternCamera {
+    fn fourcc(&self) -> FourCc {
+        FourCc::YU12
+    }
+
+    fn next_raw(&mut self) -> Result<(Vec<u8>, u32), MediaError> {
+        let frame = self.0.next_frame()?;
+        Ok((frame.data, frame.width))
+    }
+
+    fn to_i420(&mut self, _raw: &[u8]) -> Result<VideoFrame, MediaError> {
+        unreachable!("the encoder takes YU12")
+    }
+}
+
+fn hardware_source(
+    options: SyntheticOptions,
+) -> (M2mH264<SyntheticM2m, PatternCamera>, SyntheticHandle) {
+    let (encoder, handle) = open(FourCc::YU12, (160, 120), options);
+    let camera = PatternCamera(TestPattern::new(160, 120, 15));
+    (
+        M2mH264::new(encoder, camera, "/dev/video0".to_owned()),
+        handle,
+    )
+}
+
+#[test]
+fn the_hardware_source_is_pulled_and_takes_keyframe_and_bitrate_requests() {
+    let (mut source, handle) = hardware_source(SyntheticOptions::default());
+    assert_eq!(source.pacing(), Pacing::Pull);
+    assert_eq!(source.name(), "/dev/video0");
+    let mut decoder = Decoder::new().unwrap();
+    let mut pictures = 0;
+    let mut units = Vec::new();
+    for i in 0..8 {
+        let au = source.next_access_unit(i == 4).unwrap().unwrap();
+        if !au.is_empty() {
+            pictures += usize::from(decoder.decode(&au).unwrap().is_some());
+            units.push(au);
+        }
+    }
+    assert_eq!(pictures, 7);
+    assert_eq!(units.iter().filter(|u| is_idr(u)).count(), 2);
+    assert!(source.set_bitrate(300_000).unwrap());
+    assert_eq!(handle.bitrate().0, Some(300_000));
+    assert!(source.in_hardware());
+    drop(source);
+    assert_eq!(handle.closed(), Some((0, 0)));
+}
+
+#[test]
+fn an_encoder_vanishing_mid_call_hands_the_frames_to_the_software_encoder() {
+    let (mut source, handle) = hardware_source(SyntheticOptions::default());
+    let mut decoder = Decoder::new().unwrap();
+    for _ in 0..5 {
+        let au = source.next_access_unit(false).unwrap().unwrap();
+        if !au.is_empty() {
+            decoder.decode(&au).unwrap().expect("a picture");
+        }
+    }
+    handle.vanish();
+    let au = source.next_access_unit(false).unwrap().unwrap();
+    assert!(!source.in_hardware());
+    assert!(handle.closed().is_some(), "the vanished encoder is closed");
+    let types = nal_types(&au);
+    assert!(
+        types.starts_with(&[7, 8, 5]),
+        "the software encoder starts with an IDR frame: {types:?}"
+    );
+    decoder.decode(&au).unwrap().expect("a picture");
+    for _ in 0..3 {
+        let au = source.next_access_unit(false).unwrap().unwrap();
+        if !au.is_empty() {
+            let picture = decoder.decode(&au).unwrap().expect("a picture");
+            assert_eq!(picture.dimensions(), (160, 120));
+        }
+    }
+    assert!(
+        source.set_bitrate(200_000).unwrap(),
+        "the software encoder takes bitrates"
+    );
 }
