@@ -18,6 +18,9 @@
 //! are joined to the slice after them. No wait is unbounded: a device that keeps its buffers or
 //! gives no H.264 for [`M2mSettings::timeout`] is an error naming it. Dropping the encoder stops
 //! both queues (which returns every buffer); the device's own drop unmaps and closes.
+//!
+//! [`M2mH264`] makes a call's [`H264Source`] of it: a camera's frames ([`RawFrames`]) pulled
+//! one a call, and the software encoder taking over if the hardware fails mid-call.
 
 pub mod synthetic;
 
