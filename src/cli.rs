@@ -152,23 +152,44 @@ fn check(path: &Path) -> Result<(), Error> {
         VideoDevice::Path(p) => {
             // Opens the camera, chooses as a call would, and closes it again.
             let video = crate::media::VideoSettings::from_config(&config);
-            let (ok, detail) = match crate::media::v4l2::probe(p).and_then(|caps| {
+            let plan = crate::media::v4l2::probe(p).and_then(|caps| {
                 crate::media::camera::choose(
                     &caps,
                     &crate::media::v4l2::encoders(),
                     (video.width, video.height, video.fps),
                 )
                 .map_err(crate::media::MediaError)
-            }) {
-                Ok(plan) => (true, plan.reason),
-                Err(e) => (false, e.0),
+            });
+            let (ok, detail) = match &plan {
+                Ok(plan) => (true, plan.reason.clone()),
+                Err(e) => (false, e.0.clone()),
             };
             findings.push(Finding {
                 ok,
                 what: format!("camera {}", p.display()),
                 detail,
                 ..Finding::default()
-            })
+            });
+            // The hardware encoder, opened and configured as a call would (a failure is a
+            // warning: calls then encode in software).
+            if let Ok(plan) = &plan {
+                if let crate::media::camera::Encoding::Hardware { device, input } = &plan.encoding {
+                    let result = crate::media::v4l2::check_encoder(
+                        Path::new(device),
+                        *input,
+                        (plan.width, plan.height, plan.fps),
+                    );
+                    findings.push(Finding {
+                        ok: true,
+                        warning: result.is_err(),
+                        what: format!("H.264 encoder {device}"),
+                        detail: match result {
+                            Ok(detail) => detail,
+                            Err(e) => format!("{e}; calls encode in software"),
+                        },
+                    });
+                }
+            }
         }
         VideoDevice::Exec(command) => {
             let program = command.first().map_or("", String::as_str);

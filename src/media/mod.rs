@@ -21,6 +21,7 @@ pub mod alsa;
 pub mod camera;
 pub mod convert;
 pub mod h264;
+pub mod m2m;
 pub mod opus_codec;
 pub mod resample;
 pub mod source;
@@ -30,6 +31,7 @@ pub mod stills;
 pub mod synthetic;
 pub mod tones;
 pub mod v4l2;
+pub mod v4l2_m2m;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};

@@ -1,11 +1,13 @@
 //! V4L2 cameras: the thin I/O around `camera.rs`'s choice. Reads what a device offers into a
 //! [`CameraCaps`], finds the machine's M2M H.264 encoders, sets the chosen format and rate, and
 //! streams (mmap buffers) — raw and MJPEG frames converted to I420 for the software encoder
-//! ([`V4l2Frames`]), H.264 passed through as it comes ([`PassThroughH264`]).
+//! ([`V4l2Frames`]), H.264 passed through as it comes ([`PassThroughH264`]), frames handed to
+//! the M2M hardware encoder (`m2m::M2mH264`: `m2m.rs` drives it, `v4l2_m2m.rs` does its
+//! ioctls) — as they are when it takes the camera's format, else as I420.
 //!
 //! A device is open only while something uses it (a call, a snapshot): dropping the source
-//! stops streaming and closes it. The M2M encoder path is chosen and logged but not carried
-//! out yet: its frames go to the software encoder (see ARCHITECTURE.md, "Camera").
+//! stops streaming and closes it. A hardware encoder that cannot be opened or configured, or
+//! that fails mid-call, is logged and replaced by the software encoder: the call keeps its video.
 
 use std::io;
 use std::path::Path;
@@ -26,13 +28,17 @@ use super::camera::{
     self, CameraCaps, EncoderCaps, Encoding, FormatCaps, FourCc, Plan, Rates, SizeRates, Sizes,
 };
 use super::convert;
+use super::m2m::{M2mEncoder, M2mH264, M2mSettings, RawFrames};
 use super::source::{H264Source, Pacing, SoftwareH264, PUSH_WAIT};
+use super::v4l2_m2m::V4l2M2m;
 use super::{MediaError, VideoFrame, VideoSettings, VideoSource};
 
 /// `V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME`: `V4L2_CID_CODEC_BASE` (0x00990900) + 229.
 const CID_FORCE_KEY_FRAME: u32 = 0x0099_09e5;
 /// A camera that gives no frame for this long is gone.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
+/// A hardware encoder that keeps every buffer or gives no H.264 for this long is stuck.
+const ENCODER_TIMEOUT: Duration = Duration::from_secs(2);
 const BUFFERS: u32 = 4;
 
 fn io_error(device: &str, what: &str, e: &io::Error) -> MediaError {
@@ -332,14 +338,89 @@ impl V4l2Frames {
     }
 }
 
-impl VideoSource for V4l2Frames {
-    fn next_frame(&mut self) -> Result<VideoFrame, MediaError> {
+impl V4l2Frames {
+    /// The camera's next buffer, as it is.
+    fn next_buffer(&mut self) -> Result<Vec<u8>, MediaError> {
         loop {
             if let Some(buf) = self.capture.next()? {
-                return self.convert(&buf);
+                return Ok(buf);
             }
         }
     }
+}
+
+impl VideoSource for V4l2Frames {
+    fn next_frame(&mut self) -> Result<VideoFrame, MediaError> {
+        let buf = self.next_buffer()?;
+        self.convert(&buf)
+    }
+}
+
+impl RawFrames for V4l2Frames {
+    fn fourcc(&self) -> FourCc {
+        self.fourcc
+    }
+
+    fn next_raw(&mut self) -> Result<(Vec<u8>, u32), MediaError> {
+        Ok((self.next_buffer()?, self.capture.format.stride))
+    }
+
+    fn to_i420(&mut self, raw: &[u8]) -> Result<VideoFrame, MediaError> {
+        self.convert(raw)
+    }
+}
+
+/// Opens and configures the encoder at `device` for `frames` in `input`, as a call's source.
+/// On failure, the frames come back with the error.
+fn open_hardware(
+    device: &Path,
+    input: FourCc,
+    frames: V4l2Frames,
+    (width, height, fps): (u32, u32, u32),
+    (bitrate, max_bitrate): (u32, u32),
+) -> Result<M2mH264<V4l2M2m, V4l2Frames>, (MediaError, Box<V4l2Frames>)> {
+    let settings = M2mSettings {
+        input,
+        width,
+        height,
+        fps,
+        bitrate,
+        max_bitrate,
+        timeout: ENCODER_TIMEOUT,
+    };
+    match V4l2M2m::open(device).and_then(|d| M2mEncoder::open(d, settings)) {
+        Ok(encoder) => {
+            let name = frames.capture.device_name.clone();
+            Ok(M2mH264::new(encoder, frames, name))
+        }
+        Err(e) => Err((e, Box::new(frames))),
+    }
+}
+
+/// Opens and configures the M2M encoder `device` for `input` frames of `width`×`height` at
+/// `fps`, and closes it again: what `intercom check` reports.
+pub fn check_encoder(
+    device: &Path,
+    input: FourCc,
+    (width, height, fps): (u32, u32, u32),
+) -> Result<String, MediaError> {
+    let bitrate = super::source::capped_bitrate(width, height, fps, u32::MAX);
+    let settings = M2mSettings {
+        input,
+        width,
+        height,
+        fps,
+        bitrate,
+        max_bitrate: bitrate,
+        timeout: ENCODER_TIMEOUT,
+    };
+    let encoder = M2mEncoder::open(V4l2M2m::open(device)?, settings)?;
+    let f = encoder.format();
+    Ok(format!(
+        "takes {input} {width}x{height} at {fps} fps (buffers of {} rows, {} bytes a row)",
+        f.height,
+        f.planes.first().map_or(0, |p| p.bytesperline)
+    ))
 }
 
 /// A camera's own H.264, access unit by access unit (one a buffer), as it comes.
@@ -386,6 +467,18 @@ pub fn open_h264(
     log::info!("camera: {}", plan.reason);
     let keyframe_control = caps.keyframe_control;
     let capture = Streaming::start(device, name.clone(), &plan)?;
+    let fps = plan.fps;
+    let software = |frames: V4l2Frames, name: String| -> Box<dyn H264Source> {
+        let f = &frames.capture.format;
+        let (w, h) = (f.width & !1, f.height & !1);
+        let bitrate = super::source::capped_bitrate(w, h, fps, video.max_bitrate);
+        Box::new(SoftwareH264::new(
+            Box::new(frames),
+            (w, h, fps),
+            bitrate,
+            name,
+        ))
+    };
     let source: Box<dyn H264Source> = match &plan.encoding {
         Encoding::PassThrough => {
             if !keyframe_control {
@@ -398,25 +491,40 @@ pub fn open_h264(
                 keyframe_control,
             })
         }
-        other => {
-            if let Encoding::Hardware { device, .. } = other {
-                log::info!(
-                    "camera {name}: the hardware encoder {device} is not driven yet: encoding in software"
-                );
-            }
+        Encoding::Hardware { device, input } => {
             let (w, h) = (capture.format.width & !1, capture.format.height & !1);
+            let bitrate = super::source::capped_bitrate(w, h, plan.fps, video.max_bitrate);
             let frames = V4l2Frames {
                 capture,
                 fourcc: plan.fourcc,
             };
-            let bitrate = super::source::capped_bitrate(w, h, plan.fps, video.max_bitrate);
-            Box::new(SoftwareH264::new(
-                Box::new(frames),
+            match open_hardware(
+                Path::new(device),
+                *input,
+                frames,
                 (w, h, plan.fps),
-                bitrate,
-                name,
-            ))
+                (bitrate, video.max_bitrate),
+            ) {
+                Ok(source) => {
+                    log::info!(
+                        "camera {name}: {} frames encoded by the hardware encoder {device}",
+                        input
+                    );
+                    Box::new(source)
+                }
+                Err((e, frames)) => {
+                    log::warn!("camera {name}: {e}; encoding in software instead");
+                    software(*frames, name)
+                }
+            }
         }
+        Encoding::Software => software(
+            V4l2Frames {
+                capture,
+                fourcc: plan.fourcc,
+            },
+            name,
+        ),
     };
     Ok((source, plan))
 }
