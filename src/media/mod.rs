@@ -86,6 +86,12 @@ pub trait VideoSource: Send {
     fn next_frame(&mut self) -> Result<VideoFrame, MediaError>;
 }
 
+impl<T: VideoSource + ?Sized> VideoSource for Box<T> {
+    fn next_frame(&mut self) -> Result<VideoFrame, MediaError> {
+        (**self).next_frame()
+    }
+}
+
 /// A microphone: 48 kHz mono S16.
 pub trait AudioSource: Send {
     /// Fills `buf` completely with the next samples.

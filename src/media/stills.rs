@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::Duration;
 
+use super::camera::FourCc;
 use super::h264;
+use super::m2m::RawFrames;
 use super::source::{H264Source, Pacing};
 use super::{MediaError, VideoFrame, VideoSource};
 use crate::config::VideoDevice;
@@ -27,12 +29,21 @@ use crate::config::VideoDevice;
 /// How long a snapshot waits for a held camera's keyframe.
 pub const KEYFRAME_WAIT: Duration = Duration::from_secs(5);
 
-type Frames = Mutex<Box<dyn VideoSource>>;
+/// A held camera's frames, as a snapshot reads them.
+trait Still: Send + Sync {
+    fn still(&self) -> Result<VideoFrame, MediaError>;
+}
+
+impl<T: VideoSource> Still for Mutex<T> {
+    fn still(&self) -> Result<VideoFrame, MediaError> {
+        self.lock().unwrap_or_else(|e| e.into_inner()).next_frame()
+    }
+}
 
 /// How a held camera gives a still.
 #[derive(Clone)]
 enum Held {
-    Frames(Weak<Frames>),
+    Frames(Weak<dyn Still>),
     Stream(Weak<Tap>),
 }
 
@@ -78,30 +89,47 @@ fn find(device: &VideoDevice) -> Option<Held> {
 }
 
 /// A raw frame source a call holds, shared with snapshots: see the module.
-pub struct SharedFrames {
+pub struct SharedFrames<T: VideoSource + 'static> {
     id: u64,
-    frames: Arc<Frames>,
+    frames: Arc<Mutex<T>>,
 }
 
-impl SharedFrames {
+impl<T: VideoSource + 'static> SharedFrames<T> {
     /// Holds `frames` (from `device`) for a call, until this is dropped.
-    pub fn hold(device: &VideoDevice, frames: Box<dyn VideoSource>) -> SharedFrames {
+    pub fn hold(device: &VideoDevice, frames: T) -> SharedFrames<T> {
         let frames = Arc::new(Mutex::new(frames));
-        let id = register(device, Held::Frames(Arc::downgrade(&frames)));
+        let still: Arc<dyn Still> = frames.clone();
+        let id = register(device, Held::Frames(Arc::downgrade(&still)));
         SharedFrames { id, frames }
     }
-}
 
-impl VideoSource for SharedFrames {
-    fn next_frame(&mut self) -> Result<VideoFrame, MediaError> {
-        self.frames
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .next_frame()
+    fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        self.frames.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-impl Drop for SharedFrames {
+impl<T: VideoSource + 'static> VideoSource for SharedFrames<T> {
+    fn next_frame(&mut self) -> Result<VideoFrame, MediaError> {
+        self.lock().next_frame()
+    }
+}
+
+/// The hardware encoder's camera, shared the same way.
+impl<T: RawFrames> RawFrames for SharedFrames<T> {
+    fn fourcc(&self) -> FourCc {
+        self.lock().fourcc()
+    }
+
+    fn next_raw(&mut self) -> Result<(Vec<u8>, u32), MediaError> {
+        self.lock().next_raw()
+    }
+
+    fn to_i420(&mut self, raw: &[u8]) -> Result<VideoFrame, MediaError> {
+        self.lock().to_i420(raw)
+    }
+}
+
+impl<T: VideoSource + 'static> Drop for SharedFrames<T> {
     fn drop(&mut self) {
         unregister(self.id);
     }
@@ -192,15 +220,8 @@ pub fn take(
     wait: Duration,
 ) -> Option<Result<VideoFrame, MediaError>> {
     match find(device)? {
-        Held::Frames(frames) => {
-            // The call may end between the lookup and here: then the camera is free.
-            let frames = frames.upgrade()?;
-            let frame = frames
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .next_frame();
-            Some(frame)
-        }
+        // The call may end between the lookup and here: then the camera is free.
+        Held::Frames(frames) => Some(frames.upgrade()?.still()),
         Held::Stream(tap) => {
             let tap = tap.upgrade()?;
             let (tx, rx) = mpsc::channel();

@@ -30,8 +30,10 @@ use super::camera::{
 use super::convert;
 use super::m2m::{M2mEncoder, M2mH264, M2mSettings, RawFrames};
 use super::source::{H264Source, Pacing, SoftwareH264, PUSH_WAIT};
+use super::stills::SharedFrames;
 use super::v4l2_m2m::V4l2M2m;
 use super::{MediaError, VideoFrame, VideoSettings, VideoSource};
+use crate::config::VideoDevice;
 
 /// `V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME`: `V4L2_CID_CODEC_BASE` (0x00990900) + 229.
 const CID_FORCE_KEY_FRAME: u32 = 0x0099_09e5;
@@ -372,13 +374,16 @@ impl RawFrames for V4l2Frames {
 
 /// Opens and configures the encoder at `device` for `frames` in `input`, as a call's source.
 /// On failure, the frames come back with the error.
+#[allow(clippy::type_complexity)]
 fn open_hardware(
     device: &Path,
     input: FourCc,
-    frames: V4l2Frames,
+    frames: SharedFrames<V4l2Frames>,
+    name: String,
     (width, height, fps): (u32, u32, u32),
     (bitrate, max_bitrate): (u32, u32),
-) -> Result<M2mH264<V4l2M2m, V4l2Frames>, (MediaError, Box<V4l2Frames>)> {
+) -> Result<M2mH264<V4l2M2m, SharedFrames<V4l2Frames>>, (MediaError, Box<SharedFrames<V4l2Frames>>)>
+{
     let settings = M2mSettings {
         input,
         width,
@@ -389,10 +394,7 @@ fn open_hardware(
         timeout: ENCODER_TIMEOUT,
     };
     match V4l2M2m::open(device).and_then(|d| M2mEncoder::open(d, settings)) {
-        Ok(encoder) => {
-            let name = frames.capture.device_name.clone();
-            Ok(M2mH264::new(encoder, frames, name))
-        }
+        Ok(encoder) => Ok(M2mH264::new(encoder, frames, name)),
         Err(e) => Err((e, Box::new(frames))),
     }
 }
@@ -467,11 +469,30 @@ pub fn open_h264(
     log::info!("camera: {}", plan.reason);
     let keyframe_control = caps.keyframe_control;
     let capture = Streaming::start(device, name.clone(), &plan)?;
+    if plan.encoding == Encoding::PassThrough {
+        if !keyframe_control {
+            log::info!(
+                "camera {name}: no keyframe control; keyframes come at the camera's own interval"
+            );
+        }
+        let source = PassThroughH264 {
+            capture,
+            keyframe_control,
+        };
+        return Ok((Box::new(source), plan));
+    }
     let fps = plan.fps;
-    let software = |frames: V4l2Frames, name: String| -> Box<dyn H264Source> {
-        let f = &frames.capture.format;
-        let (w, h) = (f.width & !1, f.height & !1);
-        let bitrate = super::source::capped_bitrate(w, h, fps, video.max_bitrate);
+    let (w, h) = (capture.format.width & !1, capture.format.height & !1);
+    let bitrate = super::source::capped_bitrate(w, h, fps, video.max_bitrate);
+    // Raw frames: shared with snapshots while the call holds the camera.
+    let frames = SharedFrames::hold(
+        &VideoDevice::Path(path.to_path_buf()),
+        V4l2Frames {
+            capture,
+            fourcc: plan.fourcc,
+        },
+    );
+    let software = |frames: SharedFrames<V4l2Frames>, name: String| -> Box<dyn H264Source> {
         Box::new(SoftwareH264::new(
             Box::new(frames),
             (w, h, fps),
@@ -480,51 +501,27 @@ pub fn open_h264(
         ))
     };
     let source: Box<dyn H264Source> = match &plan.encoding {
-        Encoding::PassThrough => {
-            if !keyframe_control {
+        Encoding::Hardware { device, input } => match open_hardware(
+            Path::new(device),
+            *input,
+            frames,
+            name.clone(),
+            (w, h, plan.fps),
+            (bitrate, video.max_bitrate),
+        ) {
+            Ok(source) => {
                 log::info!(
-                    "camera {name}: no keyframe control; keyframes come at the camera's own interval"
+                    "camera {name}: {} frames encoded by the hardware encoder {device}",
+                    input
                 );
+                Box::new(source)
             }
-            Box::new(PassThroughH264 {
-                capture,
-                keyframe_control,
-            })
-        }
-        Encoding::Hardware { device, input } => {
-            let (w, h) = (capture.format.width & !1, capture.format.height & !1);
-            let bitrate = super::source::capped_bitrate(w, h, plan.fps, video.max_bitrate);
-            let frames = V4l2Frames {
-                capture,
-                fourcc: plan.fourcc,
-            };
-            match open_hardware(
-                Path::new(device),
-                *input,
-                frames,
-                (w, h, plan.fps),
-                (bitrate, video.max_bitrate),
-            ) {
-                Ok(source) => {
-                    log::info!(
-                        "camera {name}: {} frames encoded by the hardware encoder {device}",
-                        input
-                    );
-                    Box::new(source)
-                }
-                Err((e, frames)) => {
-                    log::warn!("camera {name}: {e}; encoding in software instead");
-                    software(*frames, name)
-                }
+            Err((e, frames)) => {
+                log::warn!("camera {name}: {e}; encoding in software instead");
+                software(*frames, name)
             }
-        }
-        Encoding::Software => software(
-            V4l2Frames {
-                capture,
-                fourcc: plan.fourcc,
-            },
-            name,
-        ),
+        },
+        Encoding::PassThrough | Encoding::Software => software(frames, name),
     };
     Ok((source, plan))
 }
