@@ -64,6 +64,17 @@ pub fn store_path(state_dir: &Path) -> PathBuf {
     state_dir.join("store")
 }
 
+/// Read connections each SQLite store may pool (the SDK's minimum). The door reads its stores
+/// a little at a time; the SDK's default, four per CPU core, opens more files and caches for
+/// nothing on a Pi.
+pub const STORE_POOL: usize = 2;
+
+/// The SQLite stores' settings: the SDK's low-memory ones (a 500 kB page cache a connection, the
+/// write-ahead log kept under 2 MB), with [`STORE_POOL`] connections at most.
+fn store_config(store: &Path) -> matrix_sdk::SqliteStoreConfig {
+    matrix_sdk::SqliteStoreConfig::with_low_memory_config(store).pool_max_size(STORE_POOL)
+}
+
 /// How long one request may take (a sync adds its long-poll timeout to this).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a sync waits on the homeserver for something to happen.
@@ -376,7 +387,8 @@ async fn build_client(
             .mode(0o700)
             .create(&store)
             .map_err(|e| Error::io("cannot create the Matrix store", Some(store.clone()), e))?;
-        builder = builder.sqlite_store(&store, None);
+        builder =
+            builder.sqlite_store_with_config_and_cache_path(store_config(&store), None::<&Path>);
     }
     builder.build().await.map_err(|e| {
         Error::Matrix(format!(

@@ -70,6 +70,12 @@ pub fn cpu_model() -> (String, usize) {
     (model, cores)
 }
 
+/// Whether a described descriptor (see [`open_fds_described`]) is one of the Matrix SQLite
+/// stores' files: their connections are pooled, opened as reads overlap, up to a bound.
+pub fn is_store_file(described: &str) -> bool {
+    described.contains(".sqlite3")
+}
+
 /// How many file descriptors `pid` has open, but its TCP connections to `port` (a client's
 /// connection pool grows and shrinks on its own terms).
 pub fn open_fds_except_connections_to(pid: u32, port: u16) -> usize {
