@@ -372,18 +372,14 @@ impl RawFrames for V4l2Frames {
     }
 }
 
-/// Opens and configures the encoder at `device` for `frames` in `input`, as a call's source.
-/// On failure, the frames come back with the error.
-#[allow(clippy::type_complexity)]
-fn open_hardware(
+/// Opens and configures the M2M encoder `device` for `input` frames of `width`×`height` at
+/// `fps`, starting at `bitrate` and never above `max_bitrate`.
+fn open_encoder(
     device: &Path,
     input: FourCc,
-    frames: SharedFrames<V4l2Frames>,
-    name: String,
     (width, height, fps): (u32, u32, u32),
     (bitrate, max_bitrate): (u32, u32),
-) -> Result<M2mH264<V4l2M2m, SharedFrames<V4l2Frames>>, (MediaError, Box<SharedFrames<V4l2Frames>>)>
-{
+) -> Result<M2mEncoder<V4l2M2m>, MediaError> {
     let settings = M2mSettings {
         input,
         width,
@@ -393,7 +389,23 @@ fn open_hardware(
         max_bitrate,
         timeout: ENCODER_TIMEOUT,
     };
-    match V4l2M2m::open(device).and_then(|d| M2mEncoder::open(d, settings)) {
+    M2mEncoder::open(V4l2M2m::open(device)?, settings)
+}
+
+/// A camera's raw frames, shared with snapshots while a call holds them.
+type HeldFrames = SharedFrames<V4l2Frames>;
+
+/// Opens and configures the encoder at `device` for `frames` in `input`, as a call's source.
+/// On failure, the frames come back with the error.
+fn open_hardware(
+    device: &Path,
+    input: FourCc,
+    frames: HeldFrames,
+    name: String,
+    size: (u32, u32, u32),
+    rates: (u32, u32),
+) -> Result<M2mH264<V4l2M2m, HeldFrames>, (MediaError, Box<HeldFrames>)> {
+    match open_encoder(device, input, size, rates) {
         Ok(encoder) => Ok(M2mH264::new(encoder, frames, name)),
         Err(e) => Err((e, Box::new(frames))),
     }
@@ -407,16 +419,7 @@ pub fn check_encoder(
     (width, height, fps): (u32, u32, u32),
 ) -> Result<String, MediaError> {
     let bitrate = super::source::capped_bitrate(width, height, fps, u32::MAX);
-    let settings = M2mSettings {
-        input,
-        width,
-        height,
-        fps,
-        bitrate,
-        max_bitrate: bitrate,
-        timeout: ENCODER_TIMEOUT,
-    };
-    let encoder = M2mEncoder::open(V4l2M2m::open(device)?, settings)?;
+    let encoder = open_encoder(device, input, (width, height, fps), (bitrate, bitrate))?;
     let f = encoder.format();
     Ok(format!(
         "takes {input} {width}x{height} at {fps} fps (buffers of {} rows, {} bytes a row)",
