@@ -510,8 +510,8 @@ fn dispatch(
             if command == RtcCommand::Close {
                 if let Some(stats) = rtc.stats(&call) {
                     log::info!(call_id = call.0.as_str();
-                        "call media: {} video frames sent, {} audio packets sent, {} received; remote audio: {} samples, rms={:.4}",
-                        stats.video_frames_sent, stats.audio_packets_sent, stats.audio_packets_received,
+                        "call media: {} video frames sent, {} video packets received, {} audio packets sent, {} received; remote audio: {} samples, rms={:.4}",
+                        stats.video_frames_sent, stats.video_packets_received, stats.audio_packets_sent, stats.audio_packets_received,
                         stats.remote_audio.samples, stats.remote_audio.rms);
                 }
             }

@@ -53,6 +53,20 @@ fn stats_flowing(s: &Value) -> bool {
         && s["audio_packets_received"].as_u64().unwrap_or(0) > 10
 }
 
+/// The browser's camera is on in the call, and not one frame of it goes to the door, which has
+/// no screen: the door's offer and answer take no video.
+fn camera_stays_in_the_browser(stats: &Value) {
+    assert_eq!(
+        stats["camera"], true,
+        "the browser has its camera on: {stats}"
+    );
+    assert_eq!(
+        stats["video_frames_sent"].as_u64(),
+        Some(0),
+        "the browser sends no video to the door: {stats}"
+    );
+}
+
 fn door_calls_browser(encrypted: bool) {
     let mut w = world(encrypted, "auto-answer", "5m");
     let mut door = w.start_door();
@@ -79,6 +93,7 @@ fn door_calls_browser(encrypted: bool) {
             stats["audio_level"].as_f64().unwrap_or(0.0) > 0.0,
             "the door's tone is heard: {stats}"
         );
+        camera_stays_in_the_browser(&stats);
         door.wait_notify("in call", WAIT, |l| l.starts_with("STATUS=In call with"));
         door.clear_notes();
 
@@ -92,6 +107,10 @@ fn door_calls_browser(encrypted: bool) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0);
         assert!(rms > 0.0, "round {round}: the door heard nothing: {audio}");
+        assert!(
+            audio.contains(", 0 video packets received"),
+            "round {round}: {audio}"
+        );
         let ended = door.wait_log("call ended", WAIT);
         assert!(ended.contains("remote: true"), "round {round}: {ended}");
         door.wait_notify("idle", WAIT, |l| l == "STATUS=Idle");
@@ -130,8 +149,12 @@ fn browser_calls_door(encrypted: bool) {
         .to_owned();
     w.alice
         .wait_event("the door's video", WAIT, |e| e["event"] == "first_frame");
-    w.alice
+    let stats = w
+        .alice
         .wait_stats(&call_id, "the door's media", WAIT, stats_flowing);
+    camera_stays_in_the_browser(&stats);
+    let media = door.wait_log("call media:", WAIT);
+    assert!(media.contains(", 0 video packets received"), "{media}");
     let ended = w
         .alice
         .wait_event("the door hanging up", WAIT, |e| e["event"] == "hangup");
@@ -282,10 +305,12 @@ fn a_voice_call_upgraded_to_video_gets_the_door_video() {
     // Alice turns her camera on: js-sdk renegotiates with m.call.negotiate, the door answers.
     w.alice
         .call(json!({"cmd": "set_video_muted", "call_id": call_id, "muted": false}));
-    w.alice
+    let stats = w
+        .alice
         .wait_stats(&call_id, "the door's video after the upgrade", WAIT, |s| {
             s["video_frames_decoded"].as_u64().unwrap_or(0) > 10
         });
+    camera_stays_in_the_browser(&stats);
     w.alice.call(json!({"cmd": "hangup", "call_id": call_id}));
     door.wait_log("call ended", WAIT);
     assert!(door.stop());

@@ -39,6 +39,15 @@ fn settings(video: bool) -> RtcSettings {
             playback: AudioEndpoint::Null,
             ..MediaSettings::synthetic()
         },
+        receive_video: false,
+    }
+}
+
+/// The other end: the same adapter, but taking the door's video (the door itself takes none).
+fn viewer(video: bool) -> RtcSettings {
+    RtcSettings {
+        receive_video: true,
+        ..settings(video)
     }
 }
 
@@ -94,13 +103,30 @@ impl Side {
                 // Both tracks are in the one stream the metadata names.
                 let msid = format!("a=msid:{} ", desc.streams[0].0);
                 let tracks = desc.sdp.lines().filter(|l| l.starts_with(&msid)).count();
+                // The door's video goes one way: the viewer's answer sends none back.
+                let door = self.name == "door";
                 assert_eq!(
                     tracks,
-                    if video { 2 } else { 1 },
+                    if video && door { 2 } else { 1 },
                     "{}: {}",
                     self.name,
                     desc.sdp
                 );
+                let video_direction = desc
+                    .sdp
+                    .split("m=")
+                    .find(|m| m.starts_with("video"))
+                    .and_then(|m| {
+                        ["sendonly", "recvonly", "sendrecv", "inactive"]
+                            .into_iter()
+                            .find(|d| m.contains(&format!("a={d}")))
+                    });
+                let expected = match (video, door) {
+                    (false, _) => None,
+                    (true, true) => Some("sendonly"),
+                    (true, false) => Some("recvonly"),
+                };
+                assert_eq!(video_direction, expected, "{}: {}", self.name, desc.sdp);
                 self.descriptions.push(desc.clone());
                 Some(match (desc.kind, other_has_call) {
                     (SdpKind::Offer, false) => RtcCommand::CreateAnswer { offer: desc, video },
@@ -245,7 +271,7 @@ fn door_calls_peer_and_media_flows() {
         let rss_before = proc_status("VmRSS:");
         let call = CallId("call-1".to_owned());
         let mut door = Side::new("door", settings(true), &call);
-        let mut peer = Side::new("peer", settings(true), &call);
+        let mut peer = Side::new("peer", viewer(true), &call);
 
         let start = Instant::now();
         door.command(RtcCommand::CreateOffer { video: true });
@@ -325,7 +351,7 @@ fn audio_only_call() {
         let call = CallId("call-audio".to_owned());
         // The door could send video, but this call is a voice call.
         let mut door = Side::new("door", settings(true), &call);
-        let mut peer = Side::new("peer", settings(false), &call);
+        let mut peer = Side::new("peer", viewer(false), &call);
         door.command(RtcCommand::CreateOffer { video: false });
         pump(&mut door, &mut peer, false, |_, p| {
             p.rtc
@@ -486,7 +512,7 @@ fn repeated_calls_leak_nothing() {
             let call = CallId(format!("soak-{i}"));
             let video = i % 2 == 0;
             let mut door = Side::new("door", settings(true), &call);
-            let mut peer = Side::new("peer", settings(true), &call);
+            let mut peer = Side::new("peer", viewer(true), &call);
             door.command(RtcCommand::CreateOffer { video });
             pump(&mut door, &mut peer, video, |d, p| {
                 d.state == Some(ConnectionState::Connected)
@@ -792,7 +818,7 @@ fn turn_server_gives_relay_candidates() {
             username: Some(username),
             credential: Some(credential),
         }]);
-        let mut peer = Side::new("peer", settings(false), &call);
+        let mut peer = Side::new("peer", viewer(false), &call);
         door.command(RtcCommand::CreateOffer { video: false });
         pump(&mut door, &mut peer, false, |d, p| {
             d.gathering_complete && p.state == Some(ConnectionState::Connected)

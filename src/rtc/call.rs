@@ -23,7 +23,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RtpCodecKind,
 };
-use rtc::rtp_transceiver::PayloadType;
+use rtc::rtp_transceiver::{PayloadType, RTCRtpTransceiverDirection, RTCRtpTransceiverId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
@@ -730,6 +730,7 @@ impl<'a> Call<'a> {
     ) -> Result<(), String> {
         match offer {
             None => {
+                self.one_way_video().await?;
                 let offer = self
                     .pc
                     .create_offer(None)
@@ -771,6 +772,7 @@ impl<'a> Call<'a> {
             .set_remote_description(offer)
             .await
             .map_err(|e| error("remote offer", e))?;
+        self.one_way_video().await?;
         let answer = self
             .pc
             .create_answer(None)
@@ -782,6 +784,45 @@ impl<'a> Call<'a> {
             .map_err(|e| error("set local answer", e))?;
         self.local_description(SdpKind::Answer, answer.sdp);
         self.negotiated().await
+    }
+
+    /// The door has no screen (see [`RtcSettings::receive_video`]): before its offer, and
+    /// after each offer of the peer is applied, its video transceiver is set to send only and
+    /// every other one in the negotiation but its audio (the peer's camera or screen share
+    /// that matched nothing of the door's, a second audio track) to inactive. A transceiver not
+    /// in this negotiation (the door's video in a voice call) is left as it was added, to send
+    /// and receive, so that the peer's video in a later offer is matched with it and answered.
+    async fn one_way_video(&mut self) -> Result<(), String> {
+        if self.task.settings.receive_video {
+            return Ok(());
+        }
+        let offering = self.pc.remote_description().await.is_none();
+        let audio = RTCRtpTransceiverId::from(self.audio.sender.id());
+        let video = self
+            .video
+            .as_ref()
+            .map(|v| RTCRtpTransceiverId::from(v.out.sender.id()));
+        for transceiver in self.pc.get_transceivers().await {
+            let id = transceiver.id();
+            let negotiated = offering
+                || transceiver
+                    .mid()
+                    .await
+                    .map_err(|e| error("transceiver", e))?
+                    .is_some();
+            let direction = if id == audio || !negotiated {
+                continue;
+            } else if Some(id) == video {
+                RTCRtpTransceiverDirection::Sendonly
+            } else {
+                RTCRtpTransceiverDirection::Inactive
+            };
+            transceiver
+                .set_direction(direction)
+                .await
+                .map_err(|e| error("transceiver direction", e))?;
+        }
+        Ok(())
     }
 
     /// After each completed negotiation: what the senders send with. No audio codec in common

@@ -54,6 +54,11 @@ pub struct RtcSettings {
     pub video: Option<VideoSettings>,
     /// The devices: camera, microphone, speaker.
     pub media: MediaSettings,
+    /// Whether calls take the peer's video. The door has no screen, so it does not: its offers
+    /// and answers send video only, and the peer's camera is not sent to it at all (a browser
+    /// sends 1-2.5 Mbit/s of it, which a Pi would receive, decrypt and drop). `true` plays a
+    /// viewer, as the loopback tests' other end does.
+    pub receive_video: bool,
 }
 
 impl RtcSettings {
@@ -67,6 +72,7 @@ impl RtcSettings {
                 .video
                 .then(|| VideoSettings::from_config(config)),
             media: MediaSettings::from_config(config),
+            receive_video: false,
         }
     }
 }

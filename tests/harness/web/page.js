@@ -721,7 +721,9 @@ async function stats({ call_id }) {
     if (call.peerConn && call.peerConn.connectionState !== "closed") s = await collectStats(call.peerConn);
     s ??= rec.lastStats;
     s ??= await collectStats({ getStats: async () => new Map() }); // all zeros
-    return { state: call.state, ...s };
+    // Whether this end has a live camera in the call (sent or not: the answer decides).
+    const camera = call.localUsermediaFeed?.stream?.getVideoTracks().some((t) => t.readyState === "live") ?? false;
+    return { state: call.state, camera, ...s };
 }
 
 async function timings({ call_id }) {
