@@ -810,9 +810,10 @@ impl<'a> Call<'a> {
                     .await
                     .map_err(|e| error("transceiver", e))?
                     .is_some();
-            let direction = if id == audio || !negotiated {
+            if id == audio || !negotiated {
                 continue;
-            } else if Some(id) == video {
+            }
+            let direction = if Some(id) == video {
                 RTCRtpTransceiverDirection::Sendonly
             } else {
                 RTCRtpTransceiverDirection::Inactive
@@ -1257,8 +1258,9 @@ fn starts_keyframe(payload: &[u8]) -> bool {
     matches!(nal, Some(5 | 7 | 8))
 }
 
-/// Counts the peer's video and drops it (the door has no screen). It asks once for a keyframe
-/// when the stream starts, as any receiver joining a stream does.
+/// Counts the peer's video and drops it: only a viewer ([`RtcSettings::receive_video`]) takes
+/// any, the door's offers and answers refuse it. It asks once for a keyframe when the stream
+/// starts, as any receiver joining a stream does.
 async fn read_video(track: Arc<dyn TrackRemote>, counters: Arc<Counters>) {
     let mut asked = false;
     while let Some(event) = track.poll().await {
