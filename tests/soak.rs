@@ -182,7 +182,7 @@ impl Soak {
         self.door.clear_notes();
         self.door.wait_log("media released: no call left", WAIT);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while unpooled(self.door.pid(), self.hs_port).len() > self.idle_fds
+        while unpooled(&procfs::open_fds_described(self.door.pid(), self.hs_port)) > self.idle_fds
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(50));
@@ -278,13 +278,10 @@ impl Soak {
 /// and its write-ahead log, plus one shared-memory index a store.
 const STORE_FDS_MAX: usize = 4 * ((1 + intercom::matrix::STORE_POOL) * 2 + 1);
 
-/// The daemon's open descriptors but its pooled connections: the HTTP client's to Synapse on
-/// `hs_port` and the SQLite stores'.
-fn unpooled(pid: u32, hs_port: u16) -> Vec<String> {
-    procfs::open_fds_described(pid, hs_port)
-        .into_iter()
-        .filter(|d| !procfs::is_store_file(d))
-        .collect()
+/// How many of `fds` (from [`procfs::open_fds_described`], which leaves out the HTTP client's
+/// pooled connections to Synapse) are not the SQLite stores' pooled ones either.
+fn unpooled(fds: &[String]) -> usize {
+    fds.iter().filter(|d| !procfs::is_store_file(d)).count()
 }
 
 #[test]
@@ -323,7 +320,7 @@ fn soak() {
         .trim_end_matches('/')
         .parse()
         .unwrap();
-    let idle_fds = unpooled(door.pid(), hs_port).len();
+    let idle_fds = unpooled(&procfs::open_fds_described(door.pid(), hs_port));
     let mut soak = Soak {
         w,
         door,
@@ -397,10 +394,9 @@ fn soak() {
         stores.len(),
         fds.join("\n")
     );
-    let others = |fds: &[String]| fds.iter().filter(|d| !procfs::is_store_file(d)).count();
     assert_eq!(
-        others(&fds),
-        others(&base_fds),
+        unpooled(&fds),
+        unpooled(&base_fds),
         "open file descriptors changed; after call {base}:\n{}\nafter call {calls}:\n{}",
         base_fds.join("\n"),
         fds.join("\n")
