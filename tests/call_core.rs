@@ -121,6 +121,7 @@ fn event(
         sender: UserId(sender.into()),
         age: Some(Duration::from_millis(50)),
         encrypted: false,
+        members: None,
         event: CallEvent {
             call_id: CallId(call_id.into()),
             party_id: PartyId(party.into()),
@@ -391,8 +392,20 @@ fn first_answer_wins_is_selected_and_the_other_rooms_are_hung_up() {
     let (room_b, call_b) = legs[1].clone();
     // Candidates from two would-be answerers arrive before any answer: buffered per party.
     t.batch(vec![
-        candidates("!b", ALICE, "A1", &call_b.0, &["cand-alice"]),
-        candidates("!b", BOB, "B1", &call_b.0, &["cand-bob"]),
+        candidates(
+            "!b",
+            ALICE,
+            "A1",
+            &call_b.0,
+            &["candidate:1 1 udp 2122260223 127.0.0.1 5001 typ host"],
+        ),
+        candidates(
+            "!b",
+            BOB,
+            "B1",
+            &call_b.0,
+            &["candidate:1 1 udp 2122260223 127.0.0.1 5002 typ host"],
+        ),
     ]);
     let out = t.batch(vec![
         answer("!b", ALICE, "A1", &call_b),
@@ -404,7 +417,9 @@ fn first_answer_wins_is_selected_and_the_other_rooms_are_hung_up() {
     );
     assert_eq!(
         cmds[1],
-        RtcCommand::AddRemoteCandidates(vec![candidate("cand-alice")])
+        RtcCommand::AddRemoteCandidates(vec![candidate(
+            "candidate:1 1 udp 2122260223 127.0.0.1 5001 typ host"
+        )])
     );
     assert_eq!(
         cmds.len(),
@@ -428,13 +443,25 @@ fn first_answer_wins_is_selected_and_the_other_rooms_are_hung_up() {
     assert!(out.contains(&Output::Device(DeviceCommand::Ringback(false))));
     // Later candidates only from the chosen party.
     let out = t.batch(vec![
-        candidates("!b", BOB, "B1", &call_b.0, &["late-bob"]),
-        candidates("!b", ALICE, "A1", &call_b.0, &["late-alice"]),
+        candidates(
+            "!b",
+            BOB,
+            "B1",
+            &call_b.0,
+            &["candidate:1 1 udp 2122260223 127.0.0.1 5003 typ host"],
+        ),
+        candidates(
+            "!b",
+            ALICE,
+            "A1",
+            &call_b.0,
+            &["candidate:1 1 udp 2122260223 127.0.0.1 5004 typ host"],
+        ),
     ]);
     assert_eq!(
         rtc_commands(&out),
         vec![RtcCommand::AddRemoteCandidates(vec![candidate(
-            "late-alice"
+            "candidate:1 1 udp 2122260223 127.0.0.1 5004 typ host"
         )])]
     );
 }
@@ -683,7 +710,13 @@ fn ring_mode_answers_only_after_a_press() {
     assert!(!has_answer_command(&out));
     assert!(out.contains(&Output::Device(DeviceCommand::Ringtone(true))));
     // Candidates that arrive before the offer is applied wait for it.
-    let out = t.batch(vec![candidates("!a", ALICE, "A1", "1", &["early"])]);
+    let out = t.batch(vec![candidates(
+        "!a",
+        ALICE,
+        "A1",
+        "1",
+        &["candidate:1 1 udp 2122260223 127.0.0.1 5005 typ host"],
+    )]);
     assert!(rtc_commands(&out).is_empty());
     let out = t.press();
     let cmds = rtc_commands(&out);
@@ -693,7 +726,9 @@ fn ring_mode_answers_only_after_a_press() {
     );
     assert_eq!(
         cmds[1],
-        RtcCommand::AddRemoteCandidates(vec![candidate("early")])
+        RtcCommand::AddRemoteCandidates(vec![candidate(
+            "candidate:1 1 udp 2122260223 127.0.0.1 5005 typ host"
+        )])
     );
     assert!(out.contains(&Output::Device(DeviceCommand::Ringtone(false))));
     let out = t.rtc(
@@ -955,4 +990,142 @@ fn media_that_never_connects_is_given_up_with_ice_failed() {
             remote: false
         })
     );
+}
+
+// --- strangers and what peers may make the door do ----------------------------------------------
+
+fn host_candidate(port: u16) -> String {
+    format!("candidate:1 1 udp 2122260223 127.0.0.1 {port} typ host")
+}
+
+#[test]
+fn a_strangers_answer_reject_and_candidates_are_ignored_and_an_allowed_answer_wins() {
+    let mut t = T::new(Incoming::Ring);
+    let (_, legs) = t.ring_out();
+    let (call_a, call_b) = (legs[0].1.clone(), legs[1].1.clone());
+    // Mallory is a member of both rung rooms: her candidates, her answer in !a and her reject
+    // in !b are not looked at.
+    let out = t.batch(vec![
+        candidates("!a", MALLORY, "M1", &call_a.0, &[&host_candidate(6001)]),
+        answer("!a", MALLORY, "M1", &call_a),
+        event("!b", MALLORY, "M1", &call_b.0, CallEventBody::Reject),
+    ]);
+    assert!(rtc_commands(&out).is_empty(), "{out:?}");
+    assert!(
+        sent(&out).is_empty(),
+        "nothing selected or hung up: {out:?}"
+    );
+    let notes: Vec<&Output> = out
+        .iter()
+        .filter(|o| matches!(o, Output::Notice(n) if n.contains(MALLORY) && n.contains("not on the allow list")))
+        .collect();
+    assert_eq!(notes.len(), 2, "{out:?}");
+    assert_eq!(t.core.activity(), Activity::Ringing);
+    // Alice answers in !b, which mallory's reject did not end; mallory's candidates in !a
+    // never reach WebRTC, and !a is hung up.
+    let out = t.batch(vec![answer("!b", ALICE, "A1", &call_b)]);
+    let cmds = rtc_commands(&out);
+    assert_eq!(cmds.len(), 1, "only alice's answer: {cmds:?}");
+    assert!(sent(&out).iter().any(|(r, e)| r.0 == "!b"
+        && e.body
+            == CallEventBody::SelectAnswer {
+                selected_party_id: PartyId("A1".into())
+            }));
+    assert!(sent(&out).iter().any(|(r, e)| r.0 == "!a"
+        && e.call_id == call_a
+        && matches!(e.body, CallEventBody::Hangup { .. })));
+    assert_eq!(t.core.activity(), Activity::InCall);
+}
+
+#[test]
+fn a_strangers_invite_for_the_whole_room_is_rejected_when_the_door_is_the_only_other_member() {
+    let mut t = T::new(Incoming::AutoAnswer);
+    // Element's 1:1 call names no invitee: in a room of two, it is for the door.
+    let mut dm = invite("!dm", MALLORY, "M1", "1", None, 0);
+    dm.members = Some(2);
+    let out = t.batch(vec![dm]);
+    assert_eq!(
+        sent(&out).iter().map(|(_, e)| &e.body).collect::<Vec<_>>(),
+        vec![&CallEventBody::Reject],
+        "{out:?}"
+    );
+    assert!(rtc_commands(&out).is_empty());
+    // In a room of three, it is for the others too: left alone.
+    let mut group = invite("!group", MALLORY, "M1", "2", None, 0);
+    group.members = Some(3);
+    let out = t.batch(vec![group]);
+    assert!(sent(&out).is_empty(), "{out:?}");
+    assert!(t.core.is_idle());
+}
+
+#[test]
+fn an_invite_without_an_age_never_rings() {
+    let mut t = T::new(Incoming::AutoAnswer);
+    let mut e = invite("!a", ALICE, "A1", "1", Some(DOOR), 0);
+    e.age = None;
+    let out = t.batch(vec![e]);
+    assert!(
+        matches!(&out[..], [Output::Notice(n)] if n.contains("no age")),
+        "only a line in the log: {out:?}"
+    );
+    assert!(t.core.is_idle());
+}
+
+#[test]
+fn a_peers_candidates_are_filtered_deduplicated_and_bounded() {
+    let mut t = T::new(Incoming::AutoAnswer);
+    let call = t.answered_incoming();
+    let good = host_candidate(7000);
+    let out = t.batch(vec![candidates(
+        "!a",
+        ALICE,
+        "ALICEDEV",
+        &call.0,
+        &[
+            &good,
+            &good,
+            "candidate:2 1 tcp 1518280447 127.0.0.1 9 typ host tcptype active",
+            "candidate:3 1 TCP 1518280447 192.0.2.1 4443 typ host tcptype passive",
+            "candidate:4 1 udp 2122260223 0e4c7c1e-7a8f.local 51000 typ host",
+            "candidate:5 1 udp 2122260223 169.254.10.20 51000 typ host",
+            "candidate:6 1 udp 2122260223 fe80::1 51000 typ host",
+            "candidate:7 1 udp 2122260223 printer.lan 51000 typ host",
+            "garbage",
+            "",
+        ],
+    )]);
+    assert_eq!(
+        rtc_commands(&out),
+        vec![RtcCommand::AddRemoteCandidates(vec![
+            candidate(&good),
+            candidate("")
+        ])]
+    );
+    let notes: Vec<&Output> = out
+        .iter()
+        .filter(|o| matches!(o, Output::Notice(n) if n.contains("dropped ICE candidates")))
+        .collect();
+    assert_eq!(notes.len(), 1, "{out:?}");
+    // Four events of 300 candidates each: only a call's worth reach WebRTC, and the log says
+    // so once.
+    let mut used = 1;
+    let mut noticed = 0;
+    for round in 0..4u16 {
+        let lines: Vec<String> = (0..300u16)
+            .map(|i| host_candidate(10_000 + round * 300 + i))
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let out = t.batch(vec![candidates("!a", ALICE, "ALICEDEV", &call.0, &refs)]);
+        for c in rtc_commands(&out) {
+            if let RtcCommand::AddRemoteCandidates(c) = c {
+                used += c.len();
+            }
+        }
+        noticed += out
+            .iter()
+            .filter(|o| matches!(o, Output::Notice(_)))
+            .count();
+    }
+    assert_eq!(used, MAX_REMOTE_CANDIDATES);
+    assert_eq!(noticed, 0, "the drops were logged once already");
 }

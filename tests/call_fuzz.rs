@@ -1,8 +1,10 @@
 //! Property test of the call core: random sequences of inputs — events duplicated, reordered,
 //! stale, from strangers, from other rooms, of absurd sizes, with WebRTC events (keypad keys
 //! among them) and timeouts mixed in — never panic, never make the core keep more than a bounded
-//! amount, never let a stranger's call reach WebRTC, never open the door for anyone but an
-//! allow-listed user, and always come back to idle once time passes.
+//! amount, never let a stranger's call reach WebRTC, never select a stranger's answer to the
+//! door's own call, never hand WebRTC a candidate it must not use (TCP, mDNS, link-local) or more
+//! than a call's worth, never open the door for anyone but an allow-listed user (with a fresh
+//! command, encrypted where the room is), and always come back to idle once time passes.
 //!
 //! `INTERCOM_FUZZ_CASES` sets the number of cases (default 100 000); `INTERCOM_FUZZ_SEED` the
 //! first seed, to replay a failure.
@@ -74,11 +76,7 @@ fn random_body(rng: &mut Rng) -> CallEventBody {
             CallEventBody::Candidates {
                 candidates: (0..n)
                     .map(|i| Candidate {
-                        candidate: if i % 3 == 2 {
-                            String::new()
-                        } else {
-                            format!("c{i}")
-                        },
+                        candidate: random_candidate(rng, i),
                         sdp_mid: None,
                         sdp_m_line_index: Some(0),
                     })
@@ -99,6 +97,21 @@ fn random_body(rng: &mut Rng) -> CallEventBody {
                     .as_deref(),
             ),
         },
+    }
+}
+
+/// A candidate line: usable ones (some repeated), and each kind the door must never use.
+fn random_candidate(rng: &mut Rng, i: usize) -> String {
+    let port = 1024 + i % 60_000;
+    match rng.below(8) {
+        0 => String::new(),
+        1 => format!("candidate:1 1 udp 2122260223 127.0.0.1 {port} typ host"),
+        2 => "candidate:2 1 UDP 1686052607 192.0.2.7 5000 typ srflx raddr 0.0.0.0 rport 0".into(),
+        3 => format!("candidate:3 1 tcp 1518280447 127.0.0.1 {port} typ host tcptype passive"),
+        4 => format!("candidate:4 1 udp 2122260223 {i}.local {port} typ host"),
+        5 => format!("candidate:5 1 udp 2122260223 169.254.3.4 {port} typ host"),
+        6 => format!("candidate:6 1 udp 2122260223 fe80::{i:x} {port} typ host"),
+        _ => format!("c{i}"),
     }
 }
 
@@ -133,6 +146,10 @@ fn run_case(seed: u64) -> u32 {
     // Call ids seen so far, to aim events at live calls; who sent each invite.
     let mut ids: Vec<CallId> = vec![CallId("1".into()), CallId("zzz".into())];
     let mut inviter: HashMap<CallId, String> = HashMap::new();
+    // Who answered or rejected each (call id, party) so far.
+    let mut answerers: HashMap<(CallId, PartyId), Vec<String>> = HashMap::new();
+    // The remote candidates each call handed to WebRTC.
+    let mut used_candidates: HashMap<CallId, usize> = HashMap::new();
     let mut local: Option<CallId> = None;
 
     let steps = 5 + rng.below(30);
@@ -141,6 +158,8 @@ fn run_case(seed: u64) -> u32 {
         // Who may open the door with this step's input: an allow-listed sender of `!open`, or
         // the button held when its long press opens the door. Nobody else, ever.
         let mut opener: Option<String> = None;
+        // An allow-listed sender of a message, fresh or not: only they are ever answered.
+        let mut asker: Option<String> = None;
         // A key from the peer of whatever call is up: whoever that is, only an allow-listed
         // user's keys open (the fuzz does not follow who the peer is; the core names them).
         let mut keypad = false;
@@ -149,16 +168,25 @@ fn run_case(seed: u64) -> u32 {
             let body = rng
                 .pick(&["!open", " !OPEN\n", "!opens", "open", ""])
                 .to_string();
+            let age = (!rng.chance(10)).then(|| Duration::from_millis(rng.below(60_000)));
+            let (encrypted, room_encrypted) = (rng.chance(50), rng.chance(50));
+            // Only a fresh command, encrypted where the room is, from someone allowed.
+            let fresh = age.is_some() && (encrypted || !room_encrypted);
             if sender != STRANGER && sender != "@door:hs" {
-                opener = Some(sender.clone());
+                asker = Some(sender.clone());
+                if fresh {
+                    opener = Some(sender.clone());
+                }
             }
             core.handle_input(
                 now,
                 Input::Message(ReceivedMessage {
                     room: RoomId(rng.pick(ROOMS).to_string()),
                     sender: UserId(sender),
-                    age: Some(Duration::from_millis(rng.below(60_000))),
+                    age,
                     body,
+                    encrypted,
+                    room_encrypted,
                 }),
             );
         } else if rng.below(30) == 0 {
@@ -197,6 +225,7 @@ fn run_case(seed: u64) -> u32 {
                                 Some(Duration::from_millis(rng.below(100_000)))
                             },
                             encrypted: rng.chance(50),
+                            members: rng.pick(&[None, Some(2), Some(3)]).to_owned(),
                             event: CallEvent {
                                 call_id,
                                 party_id: PartyId(rng.pick(PARTIES).to_string()),
@@ -207,6 +236,11 @@ fn run_case(seed: u64) -> u32 {
                             && ev.sender.0 == STRANGER
                         {
                             inviter.insert(ev.event.call_id.clone(), ev.sender.0.clone());
+                        }
+                        if let CallEventBody::Answer { .. } | CallEventBody::Reject = ev.event.body
+                        {
+                            let key = (ev.event.call_id.clone(), ev.event.party_id.clone());
+                            answerers.entry(key).or_default().push(ev.sender.0.clone());
                         }
                         batch.push(ev.clone());
                         if rng.chance(10) {
@@ -279,7 +313,20 @@ fn run_case(seed: u64) -> u32 {
                         );
                     }
                     if let RtcCommand::AddRemoteCandidates(c) = &command {
-                        assert!(c.len() <= 200, "seed {seed}: unbounded candidates");
+                        for c in c {
+                            assert_eq!(
+                                judge_candidate(&c.candidate),
+                                Ok(()),
+                                "seed {seed}: {:?} reached WebRTC",
+                                c.candidate
+                            );
+                        }
+                        let used = used_candidates.entry(call.clone()).or_default();
+                        *used += c.iter().filter(|c| !c.candidate.is_empty()).count();
+                        assert!(
+                            *used <= MAX_REMOTE_CANDIDATES,
+                            "seed {seed}: {used} candidates in one call"
+                        );
                     }
                     if matches!(
                         command,
@@ -291,8 +338,19 @@ fn run_case(seed: u64) -> u32 {
                         ids.push(call);
                     }
                 }
-                Output::Send { event, .. } if !ids.contains(&event.call_id) && ids.len() < 12 => {
-                    ids.push(event.call_id);
+                Output::Send { event, .. } => {
+                    // The door selects only an answer (or reject) of someone allowed.
+                    if let CallEventBody::SelectAnswer { selected_party_id } = &event.body {
+                        let key = (event.call_id.clone(), selected_party_id.clone());
+                        let from = answerers.get(&key).cloned().unwrap_or_default();
+                        assert!(
+                            from.iter().any(|u| ALLOWED.contains(&u.as_str())),
+                            "seed {seed}: selected {key:?}, answered only by {from:?}"
+                        );
+                    }
+                    if !ids.contains(&event.call_id) && ids.len() < 12 {
+                        ids.push(event.call_id);
+                    }
                 }
                 Output::OpenDoor { by } => {
                     if keypad {
@@ -313,7 +371,9 @@ fn run_case(seed: u64) -> u32 {
                 }
                 Output::Post { text, .. } => {
                     assert!(
-                        opener.is_some() || (keypad && text.ends_with(" (keypad)")),
+                        asker.is_some()
+                            || opener.is_some()
+                            || (keypad && text.ends_with(" (keypad)")),
                         "seed {seed}: posted {text:?} in answer to no allowed user"
                     );
                 }

@@ -5,8 +5,10 @@
 //!   - during a call: the peer of the call that is up (connecting or connected), in the call's
 //!     room (`[door] call_command`, on by default);
 //!   - at any time: in any of the configured rooms (`[door] room_command`, off by default).
-//! - A command older than [`MAX_COMMAND_AGE`] (a sync that was held up) is refused: a door must
-//!   not open minutes after it was asked to.
+//! - A command older than [`MAX_COMMAND_AGE`] (a sync that was held up), or whose age the
+//!   homeserver did not give, is refused: a door must not open minutes after it was asked to.
+//! - In an encrypted room, a command that arrived unencrypted is refused: the homeserver (or
+//!   anyone with its database) can write plaintext events in any member's name.
 //! - One pulse at a time: an `!open` while the relay is closed is merged into that pulse (logged,
 //!   nothing posted, the pulse is not lengthened).
 //! - Each opening is announced (`Output::OpenDoor`, logged by the driver with who opened it) and
@@ -83,6 +85,10 @@ pub struct ReceivedMessage {
     /// The event's `age` as the homeserver reported it, when it did.
     pub age: Option<Duration>,
     pub body: String,
+    /// Whether the message arrived encrypted.
+    pub encrypted: bool,
+    /// Whether the room is encrypted (its `m.room.encryption` state).
+    pub room_encrypted: bool,
 }
 
 impl ReceivedMessage {
@@ -125,12 +131,27 @@ pub(super) fn judge(
     if !policy.relay {
         return refuse("this door has no relay configured");
     }
-    if let Some(age) = msg.age.filter(|a| *a > MAX_COMMAND_AGE) {
-        return refuse(&format!(
-            "the command is {} s old (at most {} s)",
-            age.as_secs(),
-            MAX_COMMAND_AGE.as_secs()
-        ));
+    match msg.age {
+        // Some homeservers omit `age`: a command that cannot be shown to be fresh may have
+        // been held up by an outage, and a door must not open late.
+        None => {
+            return refuse(
+                "the homeserver gave no age for the command, so it cannot be shown to be fresh",
+            )
+        }
+        Some(age) if age > MAX_COMMAND_AGE => {
+            return refuse(&format!(
+                "the command is {} s old (at most {} s)",
+                age.as_secs(),
+                MAX_COMMAND_AGE.as_secs()
+            ))
+        }
+        Some(_) => {}
+    }
+    // In an encrypted room, a command in the clear is one anybody with the homeserver's
+    // database could have written in the sender's name.
+    if msg.room_encrypted && !msg.encrypted {
+        return refuse("the command was not encrypted, in an encrypted room");
     }
     let in_this_call = call.is_some_and(|(room, user)| *room == msg.room && *user == msg.sender);
     if policy.call_command && in_this_call {

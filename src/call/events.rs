@@ -74,6 +74,9 @@ pub struct ReceivedEvent {
     pub age: Option<Duration>,
     /// Whether it arrived encrypted.
     pub encrypted: bool,
+    /// How many users were joined to the room when the event arrived (the door included), when
+    /// the Matrix adapter knew it: an invite to a room of two is addressed to the door.
+    pub members: Option<u64>,
     pub event: CallEvent,
 }
 

@@ -16,6 +16,7 @@
 //! room with a call id of its own (js-sdk keys calls by call id alone), and the first answer wins.
 
 pub mod bitrate;
+mod candidates;
 mod door;
 mod events;
 mod policy;
@@ -24,6 +25,7 @@ mod timers;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+pub use candidates::{judge as judge_candidate, Dropped, MAX_REMOTE_CANDIDATES};
 pub use door::{
     check_dtmf_code, is_dtmf_key, DoorPolicy, LongPress, ReceivedMessage, KEYPAD_ATTEMPTS,
     KEYPAD_GAP, MAX_COMMAND_AGE, MAX_DTMF_CODE, OPEN_COMMAND,
@@ -283,6 +285,10 @@ struct Call {
     polite: bool,
     /// The keys the peer pressed (see `door.rs`).
     keypad: door::Keypad,
+    /// The peer's candidates handed to WebRTC so far (see `candidates.rs`).
+    admitted: candidates::Admitted,
+    /// Whether dropped candidates were logged in this call (once is enough).
+    told_dropped: bool,
 }
 
 impl Call {
@@ -303,6 +309,8 @@ impl Call {
             negotiating: false,
             polite: false,
             keypad: door::Keypad::default(),
+            admitted: candidates::Admitted::default(),
+            told_dropped: false,
         }
     }
 
@@ -604,28 +612,35 @@ impl Core {
         {
             return;
         }
+        // Addressed to the door: by name, or to a room where the door is the only other member
+        // (how Element places a 1:1 call); an invite to a larger room is for anyone in it.
         let for_us = match invitee {
             Some(u) if *u != self.identity.user => return,
             Some(_) => true,
-            None => false,
+            None => ev.members.is_some_and(|n| n <= 2),
         };
         // Liveness: age at receipt plus time since (zero: the batch is handled as it arrives).
-        let age = ev.age.unwrap_or_default();
-        let left = lifetime.saturating_sub(age);
-        if left <= RING_GRACE || offer.sdp.len() > MAX_SDP || offer.kind != SdpKind::Offer {
+        // Without an age (some homeservers omit it) nothing shows the invite is fresh: one held
+        // up by an outage must not ring, so it is refused.
+        let left = ev.age.map(|age| lifetime.saturating_sub(age));
+        let unusable = match left {
+            None => Some("the homeserver gave no age, so it cannot be shown to be fresh"),
+            Some(left) if left <= RING_GRACE => Some("it is stale"),
+            Some(_) if offer.sdp.len() > MAX_SDP || offer.kind != SdpKind::Offer => {
+                Some("its offer is not usable")
+            }
+            Some(_) => None,
+        };
+        let (Some(left), None) = (left, unusable) else {
             self.notice(format!(
                 "ignored an invite from {} in {}: {}",
                 ev.sender.0,
                 ev.room.0,
-                if left <= RING_GRACE {
-                    "it is stale"
-                } else {
-                    "its offer is not usable"
-                }
+                unusable.unwrap_or_default()
             ));
             self.remember(ev.event.call_id.clone());
             return;
-        }
+        };
         if !self.policy.may_call(&ev.sender) {
             // Nobody outside the allow-list gets a frame: reject a call addressed to the door;
             // an invite to the whole room is left to the others in it (a reject would end it
@@ -808,6 +823,20 @@ impl Core {
         let from_peer = call.is_from_peer(&ev);
         let leg = call.live_leg(&ev);
         let phase = call.phase;
+        // Nobody outside the allow list gets a frame: while the door's call rings, what others
+        // in a rung room send (an answer, a reject, candidates; their hangups never count) is
+        // not looked at, so the answer chosen is always an allow-listed user's.
+        if phase == Phase::RingingOut && leg.is_some() && !self.policy.may_call(&ev.sender) {
+            if let CallEventBody::Answer { .. } | CallEventBody::Reject = ev.event.body {
+                self.notice(format!(
+                    "ignored {} from {} in {}: not on the allow list",
+                    ev.event.body.event_type(),
+                    ev.sender.0,
+                    ev.room.0
+                ));
+            }
+            return;
+        }
         match &ev.event.body {
             CallEventBody::Invite { .. } => {}
             CallEventBody::Answer { answer } => match (phase, leg) {
@@ -948,6 +977,7 @@ impl Core {
             call: id.clone(),
             command: RtcCommand::SetRemoteDescription(answer),
         });
+        let buffered = self.admit(buffered);
         if !buffered.is_empty() {
             self.emit(Output::Rtc {
                 call: id,
@@ -980,7 +1010,11 @@ impl Core {
     }
 
     fn on_remote_candidates(&mut self, candidates: Vec<Candidate>) {
+        let candidates = self.admit(candidates);
         let call = self.call.as_mut().unwrap();
+        if candidates.is_empty() {
+            return;
+        }
         if call.remote_description_set {
             let id = call.id.clone();
             self.emit(Output::Rtc {
@@ -992,6 +1026,33 @@ impl Core {
             call.pending_remote
                 .extend(candidates.into_iter().take(room));
         }
+    }
+
+    /// The peer's candidates that the call may use (see `candidates.rs`); what is dropped is
+    /// logged once a call.
+    fn admit(&mut self, candidates: Vec<Candidate>) -> Vec<Candidate> {
+        let Some(call) = self.call.as_mut() else {
+            return Vec::new();
+        };
+        let admission = call.admitted.admit(candidates);
+        if !admission.dropped.is_empty() && !call.told_dropped {
+            call.told_dropped = true;
+            let who = call
+                .peer
+                .as_ref()
+                .map(|p| p.user.0.clone())
+                .unwrap_or_default();
+            let why: Vec<String> = admission
+                .dropped
+                .iter()
+                .map(|(why, n)| format!("{n} {}", why.as_str()))
+                .collect();
+            self.notice(format!(
+                "dropped ICE candidates from {who}: {} (further drops in this call are not logged)",
+                why.join(", ")
+            ));
+        }
+        admission.used
     }
 
     /// The peer renegotiates (or answers the door's renegotiation). The callee is polite.

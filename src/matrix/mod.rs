@@ -535,7 +535,8 @@ impl SyncLoop {
                             wall: self.started,
                             elapsed: self.started_at.elapsed(),
                         };
-                        for event in translate(&response, &self.me, &since) {
+                        let rooms = self.room_facts(&response);
+                        for event in translate(&response, &self.me, &since, &rooms) {
                             if !self.report(event).await {
                                 return;
                             }
@@ -567,6 +568,29 @@ impl SyncLoop {
                 }
             }
         }
+    }
+
+    /// What the core needs to know of each room in `response`, as the store has it after the
+    /// response was applied.
+    fn room_facts(&self, response: &SyncResponse) -> HashMap<String, RoomFacts> {
+        response
+            .rooms
+            .joined
+            .keys()
+            .filter_map(|id| {
+                let room = self.client.get_room(id)?;
+                let facts = RoomFacts {
+                    // Unknown counts as encrypted: a plaintext command is then refused rather
+                    // than taken in a room that may be encrypted.
+                    encrypted: !matches!(
+                        room.encryption_state(),
+                        matrix_sdk::EncryptionState::NotEncrypted
+                    ),
+                    members: room.joined_members_count(),
+                };
+                Some((id.to_string(), facts))
+            })
+            .collect()
     }
 
     /// Hands an event to the driver; false once the driver has gone.
@@ -632,7 +656,12 @@ fn sync_filter() -> sync_events::v3::Filter {
 
 /// What the driver needs of one sync response: one batch of every call event in every joined
 /// room, then who left. Undecryptable and malformed events are logged and left out.
-fn translate(response: &SyncResponse, me: &str, since: &Since) -> Vec<MatrixEvent> {
+fn translate(
+    response: &SyncResponse,
+    me: &str,
+    since: &Since,
+    rooms: &HashMap<String, RoomFacts>,
+) -> Vec<MatrixEvent> {
     let mut batch = Vec::new();
     let mut messages = Vec::new();
     let mut left = Vec::new();
@@ -650,9 +679,17 @@ fn translate(response: &SyncResponse, me: &str, since: &Since) -> Vec<MatrixEven
     };
     for (room_id, update) in &response.rooms.joined {
         let room = RoomId(room_id.to_string());
+        let facts = rooms.get(room_id.as_str());
         for event in &update.timeline.events {
-            batch.extend(call_event(&room, event));
-            messages.extend(text_message(&room, event, me, since).map(MatrixEvent::Message));
+            batch.extend(call_event(&room, event).map(|mut e| {
+                e.members = facts.map(|f| f.members);
+                e
+            }));
+            let message = text_message(&room, event, me, since).map(|mut m| {
+                m.room_encrypted = facts.is_some_and(|f| f.encrypted);
+                MatrixEvent::Message(m)
+            });
+            messages.extend(message);
             leave(&room, departed(event.raw(), me));
         }
         let (matrix_sdk::sync::State::Before(state) | matrix_sdk::sync::State::After(state)) =
@@ -668,6 +705,13 @@ fn translate(response: &SyncResponse, me: &str, since: &Since) -> Vec<MatrixEven
     out.extend(messages);
     out.extend(left);
     out
+}
+
+/// A joined room, as the core needs to know it.
+struct RoomFacts {
+    encrypted: bool,
+    /// Joined members, the door included.
+    members: u64,
 }
 
 /// When the daemon started, to tell live messages from history.
@@ -732,6 +776,8 @@ fn text_message(
         sender: UserId(sender),
         age,
         body,
+        encrypted: event.encryption_info().is_some(),
+        room_encrypted: false,
     })
 }
 

@@ -190,6 +190,7 @@ pub fn from_wire(
         sender: UserId(sender.to_owned()),
         age,
         encrypted,
+        members: None,
         event,
     }))
 }
