@@ -247,6 +247,100 @@ fn a_stranger_is_rejected_and_gets_no_media() {
     assert!(door.stop());
 }
 
+/// Mallory, a member of the room but not on the allow list, in her browser.
+fn mallory_in_the_room(w: &mut World) -> Browser {
+    let mallory_user = w.synapse.register("mallory");
+    let mut mallory = Browser::start("mallory", false);
+    mallory.call(
+        json!({"cmd": "login", "homeserver": w.synapse.url(), "user": mallory_user.localpart,
+                        "password": mallory_user.password, "encryption": false}),
+    );
+    w.alice
+        .call(json!({"cmd": "invite", "room_id": w.room, "user_id": mallory_user.user_id}));
+    mallory.call(json!({"cmd": "join", "room_id": w.room}));
+    mallory.call(json!({"cmd": "wait_member", "room_id": w.room, "user_id": w.home.user.user_id}));
+    mallory
+}
+
+#[test]
+fn a_stranger_in_the_rung_room_cannot_answer_and_an_allowed_resident_still_does() {
+    if isolated("a_stranger_in_the_rung_room_cannot_answer_and_an_allowed_resident_still_does") {
+        return;
+    }
+    let mut w = world(false, "ring", "5m");
+    let mut door = w.start_door();
+    let mut mallory = mallory_in_the_room(&mut w);
+    // Mallory answers the moment the door rings, before alice.
+    mallory.call(json!({"cmd": "auto_answer", "enabled": true}));
+    door.ring();
+    let call_id = mallory.wait_event("the door's invite", WAIT, |e| e["event"] == "incoming")
+        ["call_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    door.wait_log("ignored m.call.answer from @mallory", WAIT);
+    w.alice
+        .wait_event("the door's invite", WAIT, |e| e["event"] == "incoming");
+    w.alice.call(json!({"cmd": "answer", "call_id": call_id}));
+    w.alice
+        .wait_event("the door's video", WAIT, |e| e["event"] == "first_frame");
+    w.alice
+        .wait_stats(&call_id, "the door's media", WAIT, stats_flowing);
+    // The door chose alice: mallory's call ends, and not one packet reached her.
+    let ended = mallory.wait_event("mallory's call ending", WAIT, |e| e["event"] == "hangup");
+    assert_eq!(ended["party"], "remote", "{ended}");
+    let stats = mallory.call(json!({"cmd": "stats", "call_id": call_id}));
+    for counter in [
+        "audio_packets_received",
+        "video_frames_decoded",
+        "video_packets_received",
+    ] {
+        assert_eq!(
+            stats[counter].as_u64().unwrap_or(0),
+            0,
+            "{counter}: {stats}"
+        );
+    }
+    w.alice.call(json!({"cmd": "hangup", "call_id": call_id}));
+    door.wait_log("call ended", WAIT);
+    assert!(door.stop());
+}
+
+#[test]
+fn a_strangers_call_into_a_room_of_two_is_rejected() {
+    if isolated("a_strangers_call_into_a_room_of_two_is_rejected") {
+        return;
+    }
+    let mut w = world(false, "auto-answer", "5m");
+    let mut door = w.start_door();
+    let mut mallory = mallory_in_the_room(&mut w);
+    // Alice leaves: the room is mallory's and the door's alone, and mallory calls the way
+    // Element places a 1:1 call, naming no invitee.
+    w.alice.call(json!({"cmd": "leave", "room_id": w.room}));
+    mallory.call(json!({"cmd": "wait_member", "room_id": w.room,
+                        "user_id": w.alice_user.user_id, "membership": "leave"}));
+    let call_id = mallory.call(json!({"cmd": "place_call", "room_id": w.room, "video": true}))
+        ["call_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ended = mallory.wait_event("the door's reject", WAIT, |e| e["event"] == "hangup");
+    assert_eq!(ended["party"], "remote", "{ended}");
+    let stats = mallory.call(json!({"cmd": "stats", "call_id": call_id}));
+    assert_eq!(
+        stats["audio_packets_received"].as_u64().unwrap_or(0),
+        0,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["video_frames_decoded"].as_u64().unwrap_or(0),
+        0,
+        "{stats}"
+    );
+    door.wait_log("refused a call from @mallory", WAIT);
+    assert!(door.stop());
+}
+
 #[test]
 fn turn_only_call_connects_over_relay() {
     if isolated("turn_only_call_connects_over_relay") {

@@ -535,6 +535,86 @@ fn garbage_and_stranger_events_do_not_ring() {
     );
 }
 
+/// A peer in a call sends 4 events of 300 passive-TCP candidates, each at another address of a
+/// listener that never accepts: were they handed to the ICE agent, the door would open a
+/// connection for each (a LAN scanner, and descriptors exhausted). None is opened, the drop is
+/// logged once, and the door stays usable.
+#[test]
+fn a_flood_of_tcp_candidates_opens_no_connections() {
+    if isolated("a_flood_of_tcp_candidates_opens_no_connections") {
+        return;
+    }
+    let (_synapse, alice, home, room) = one_room("auto-answer");
+    let me = home.user.user_id.clone();
+    let mut door = start_door(&home, &[(&alice, &room)]);
+    // Every 127.x.y.z reaches a listener on 0.0.0.0; it never accepts, so a connection to it
+    // stays open (or pending) in the door.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let call = js_call_id();
+    let offer = invite(&call, Some(&me), 60_000);
+    let party = offer["party_id"].as_str().unwrap().to_owned();
+    alice.send(&room, "m.call.invite", &offer);
+    wait_event(&alice, &room, "the door's answer", |e| {
+        e["type"] == "m.call.answer" && e["sender"] == me.as_str()
+    });
+    let before = harness::procfs::open_fds(door.pid());
+    for round in 0..4u32 {
+        let candidates: Vec<Value> = (0..300u32)
+            .map(|i| {
+                json!({
+                    "candidate": format!(
+                        "candidate:{round}{i} 1 tcp 1518280447 127.{}.{}.{} {port} typ host tcptype passive",
+                        round + 1, i / 200, i % 200 + 1
+                    ),
+                    "sdpMid": "0",
+                    "sdpMLineIndex": 0,
+                })
+            })
+            .collect();
+        let content = json!({"call_id": call, "party_id": party, "version": "1",
+                             "candidates": candidates});
+        alice.send(&room, "m.call.candidates", &content);
+    }
+    // A command after them: once the door has judged it, it has handed on what it would of
+    // the candidates (one sync response's call events go to the core before its messages).
+    alice.send(
+        &room,
+        "m.room.message",
+        &json!({"msgtype": "m.text", "body": "!open"}),
+    );
+    door.wait_log("refused: this door has no relay configured", WAIT);
+    let dropped: Vec<&String> = door
+        .lines
+        .iter()
+        .filter(|l| l.contains("dropped ICE candidates from"))
+        .collect();
+    assert!(
+        dropped.len() == 1 && dropped[0].contains(" TCP"),
+        "the drop is logged once: {dropped:?}"
+    );
+    // Connection attempts start as soon as the agent has a candidate: watch for a while.
+    let watch = Instant::now();
+    let mut most = before;
+    while watch.elapsed() < Duration::from_secs(3) {
+        most = most.max(harness::procfs::open_fds(door.pid()));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        most < before + 20,
+        "descriptors went from {before} to {most}"
+    );
+    assert_eq!(
+        log_count(&door, "dropped ICE candidates from"),
+        1,
+        "logged once"
+    );
+    alice.send(&room, "m.call.hangup", &hangup(&call, &party));
+    door.wait_log("call ended", WAIT);
+    drop(listener);
+    assert!(door.stop());
+}
+
 /// `STATUS=` must reach systemd when the status changes, not at the driver loop's next wake-up
 /// (it once did: under the shipped unit's 15 s watchdog ping `systemctl status` lagged by up to
 /// 15 s, and without a watchdog by a whole transition). The door is started by hand here, without

@@ -618,6 +618,11 @@ async function invite({ room_id, user_id }) {
     return {};
 }
 
+async function leave({ room_id }) {
+    await requireClient().leave(room_id);
+    return {};
+}
+
 /** Sends a text message (encrypted in an encrypted room). */
 async function sendText({ room_id, body }) {
     const { event_id } = await requireClient().sendTextMessage(room_id, body);
@@ -749,6 +754,7 @@ window.peer = {
     createRoom,
     join,
     invite,
+    leave,
     waitMember,
     placeCall,
     answer,

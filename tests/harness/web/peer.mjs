@@ -192,6 +192,7 @@ const PAGE_METHODS = {
     create_room: "createRoom",
     join: "join",
     invite: "invite",
+    leave: "leave",
     wait_member: "waitMember",
     place_call: "placeCall",
     auto_answer: "setAutoAnswer",
