@@ -584,15 +584,6 @@ fn a_flood_of_tcp_candidates_opens_no_connections() {
         &json!({"msgtype": "m.text", "body": "!open"}),
     );
     door.wait_log("refused: this door has no relay configured", WAIT);
-    let dropped: Vec<&String> = door
-        .lines
-        .iter()
-        .filter(|l| l.contains("dropped ICE candidates from"))
-        .collect();
-    assert!(
-        dropped.len() == 1 && dropped[0].contains(" TCP"),
-        "the drop is logged once: {dropped:?}"
-    );
     // Connection attempts start as soon as the agent has a candidate: watch for a while.
     let watch = Instant::now();
     let mut most = before;
@@ -604,10 +595,14 @@ fn a_flood_of_tcp_candidates_opens_no_connections() {
         most < before + 20,
         "descriptors went from {before} to {most}"
     );
-    assert_eq!(
-        log_count(&door, "dropped ICE candidates from"),
-        1,
-        "logged once"
+    let dropped: Vec<&String> = door
+        .lines
+        .iter()
+        .filter(|l| l.contains("dropped ICE candidates from"))
+        .collect();
+    assert!(
+        dropped.len() == 1 && dropped[0].contains(" TCP"),
+        "the drop is logged once: {dropped:?}"
     );
     alice.send(&room, "m.call.hangup", &hangup(&call, &party));
     door.wait_log("call ended", WAIT);
