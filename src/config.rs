@@ -17,6 +17,10 @@ use serde::Deserialize;
 /// Where `intercom` looks for its configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/intercom/config.toml";
 
+/// The largest configuration file read: the documented example, every option explained, is
+/// 10 kB.
+pub const MAX_SIZE: u64 = 1 << 20;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -846,7 +850,7 @@ const SECRET_KEYS: &[&str] = &[
 impl Config {
     /// Reads and validates the file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let text = crate::files::read_to_string(path, MAX_SIZE).map_err(|e| ConfigError {
             file: path.to_owned(),
             line: 0,
             key: String::new(),
