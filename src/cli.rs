@@ -350,17 +350,28 @@ fn login(path: &Path, password_file: Option<&Path>) -> Result<(), Error> {
 /// line of standard input. Never from the configuration.
 fn read_password(file: Option<&Path>, user: &str) -> Result<String, Error> {
     let password = if let Some(file) = file {
-        let text = std::fs::read_to_string(file)
+        let text = crate::files::read_to_string(file, crate::files::MAX_SECRET_SIZE)
             .map_err(|e| Error::io("cannot read the password file", Some(file.into()), e))?;
         text.lines().next().unwrap_or_default().to_owned()
     } else if std::io::stdin().is_terminal() {
         prompt_without_echo(&format!("Password for {user}: "))
             .map_err(|e| Error::io("cannot read the password from", Some("/dev/tty".into()), e))?
     } else {
+        use std::io::{BufRead, Read};
+        let limit = crate::files::MAX_SECRET_SIZE;
         let mut line = String::new();
         std::io::stdin()
+            .lock()
+            .take(limit + 1)
             .read_line(&mut line)
             .map_err(|e| Error::io("cannot read the password from standard input", None, e))?;
+        if line.len() as u64 > limit {
+            return Err(Error::io(
+                "cannot read the password from standard input",
+                None,
+                crate::files::too_large(limit),
+            ));
+        }
         line.trim_end_matches(['\n', '\r']).to_owned()
     };
     if password.is_empty() {

@@ -17,6 +17,10 @@ use serde::Deserialize;
 /// Where `intercom` looks for its configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/intercom/config.toml";
 
+/// The largest configuration file read: the documented example, every option explained, is
+/// 10 kB.
+pub const MAX_SIZE: u64 = 1 << 20;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -467,19 +471,110 @@ fn default_of(key: &str) -> Option<&'static str> {
 impl<'de> Deserialize<'de> for HomeserverUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let rest = s
-            .strip_prefix("https://")
-            .or_else(|| s.strip_prefix("http://"))
-            .ok_or_else(|| {
-                de::Error::custom(format!(
-                    "expected a URL starting with https:// or http://, found {s:?}"
-                ))
-            })?;
-        if rest.is_empty() || rest.starts_with('/') {
-            return Err(de::Error::custom(format!("{s:?} has no host")));
-        }
+        check_homeserver(&s).map_err(de::Error::custom)?;
         Ok(HomeserverUrl(s.trim_end_matches('/').to_owned()))
     }
+}
+
+/// Why `s` is not a homeserver base URL, `http(s)://host[:port][/path]`: what `check` accepts,
+/// `run` must be able to connect to. A user name or password in it is refused without echoing it.
+fn check_homeserver(s: &str) -> Result<(), String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| format!("expected a URL starting with https:// or http://, found {s:?}"))?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    if authority.contains('@') {
+        return Err("has a user name or password in it; no secret belongs in this file".to_owned());
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{s:?} is not a valid URL: blanks and control characters are not allowed"
+        ));
+    }
+    if authority.is_empty() {
+        return Err(format!("{s:?} has no host"));
+    }
+    if !is_server_name(authority) {
+        return Err(format!(
+            "{s:?} has no valid host: expected a host name, an IP address or [IPv6], and :port if any"
+        ));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(format!(
+            "{s:?} is not a base URL: a query or fragment is not allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `s` is a Matrix server name (`host[:port]`): a DNS name, an IPv4 address or a
+/// bracketed IPv6 address, and a port from 1 to 65535 if any. The spec's grammar; ruma checks
+/// less (it lets `#:x`, `a b` or `a..b` through to the homeserver, which refuses them at run).
+fn is_server_name(s: &str) -> bool {
+    let (host, port) = match s.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, port)) => {
+                if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                    return false;
+                }
+                (None, port)
+            }
+            None => return false,
+        },
+        None => match s.find(':') {
+            Some(at) => (Some(&s[..at]), &s[at..]),
+            None => (Some(s), ""),
+        },
+    };
+    let host_ok = host.is_none_or(|h| {
+        !h.is_empty()
+            && h.len() <= 255
+            && h.split('.').all(|label| {
+                !label.is_empty()
+                    && !label.starts_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    });
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .and_then(|p| p.parse::<u16>().ok())
+            .is_some_and(|p| p > 0 && !port.starts_with(":+"));
+    host_ok && port_ok
+}
+
+/// Whether `s` is a room id: `!opaque:server`, or (room version 12, MSC4291) `!` and the
+/// 43 characters of the create event's hash in URL-safe base64, with no server.
+fn is_room_id(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('!') else {
+        return false;
+    };
+    if s.len() > 255 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    match rest.split_once(':') {
+        Some((opaque, server)) => !opaque.is_empty() && is_server_name(server),
+        None => {
+            rest.len() == 43
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        }
+    }
+}
+
+/// Whether `s` is a room alias, `#name:server`: a name without blanks or colons.
+fn is_room_alias(s: &str) -> bool {
+    let Some((name, server)) = s.strip_prefix('#').and_then(|r| r.split_once(':')) else {
+        return false;
+    };
+    s.len() <= 255
+        && !name.is_empty()
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+        && is_server_name(server)
 }
 
 impl<'de> Deserialize<'de> for UserId {
@@ -488,7 +583,7 @@ impl<'de> Deserialize<'de> for UserId {
         let ok = s.len() <= 255
             && s.strip_prefix('@')
                 .and_then(|r| r.split_once(':'))
-                .is_some_and(|(local, server)| !local.is_empty() && !server.is_empty());
+                .is_some_and(|(local, server)| !local.is_empty() && is_server_name(server));
         if !ok {
             return Err(de::Error::custom(format!(
                 "expected a Matrix user id like \"@alice:example.org\", found {s:?}"
@@ -501,12 +596,18 @@ impl<'de> Deserialize<'de> for UserId {
 impl<'de> Deserialize<'de> for RoomRef {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let ok = (s.starts_with('!') && s.len() > 1)
-            || (s.starts_with('#') && s[1..].contains(':') && !s.ends_with(':'));
-        if !ok {
-            return Err(de::Error::custom(format!(
-                "expected a room id (\"!…\") or alias (\"#room:example.org\"), found {s:?}"
-            )));
+        let wrong = match s.chars().next() {
+            Some('!') if !is_room_id(&s) => Some(
+                "expected a room id like \"!abc:example.org\" (from room version 12: \"!\" and 43 letters, digits, - or _)",
+            ),
+            Some('#') if !is_room_alias(&s) => Some(
+                "expected a room alias like \"#hall:example.org\" (a name, a colon, the server)",
+            ),
+            Some('!' | '#') => None,
+            _ => Some("expected a room id (\"!…\") or alias (\"#room:example.org\")"),
+        };
+        if let Some(expected) = wrong {
+            return Err(de::Error::custom(format!("{expected}, found {s:?}")));
         }
         Ok(RoomRef(s))
     }
@@ -749,7 +850,7 @@ const SECRET_KEYS: &[&str] = &[
 impl Config {
     /// Reads and validates the file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let text = crate::files::read_to_string(path, MAX_SIZE).map_err(|e| ConfigError {
             file: path.to_owned(),
             line: 0,
             key: String::new(),
@@ -1137,6 +1238,80 @@ mod tests {
         let e = parse(&format!("{MINIMAL}password = \"hunter2\"\n")).unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (5, "matrix.password"));
         assert!(!e.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn rooms_and_homeservers_check_accepts_run_can_use() {
+        use matrix_sdk::reqwest::Url;
+        use matrix_sdk::ruma::{RoomAliasId, RoomId};
+        let v12 = format!("!{}", "aB3-_".repeat(8) + "xyz");
+        for id in [
+            "!abc:example.org",
+            "!abc:example.org:8448",
+            "!a:127.0.0.1",
+            "!a:[::1]:8008",
+            v12.as_str(),
+        ] {
+            assert!(is_room_id(id), "{id}");
+            assert!(RoomId::parse(id).is_ok(), "{id}");
+        }
+        for id in [
+            "!",
+            "!r",
+            "!:x",
+            "!a:",
+            "!a:a b",
+            "!a :x",
+            "!a:x:0",
+            "!a:[nope]",
+            &v12[..43],
+        ] {
+            assert!(!is_room_id(id), "{id}");
+        }
+        for alias in [
+            "#hall:example.org",
+            "#haus-tür:example.org:8448",
+            "#a:[::1]",
+        ] {
+            assert!(is_room_alias(alias), "{alias}");
+            assert!(RoomAliasId::parse(alias).is_ok(), "{alias}");
+        }
+        for alias in [
+            "#:x",
+            "#hall",
+            "#hall:",
+            "#a b:x",
+            "#a:-x",
+            "#a:x..y",
+            "#a:x:99999",
+        ] {
+            assert!(!is_room_alias(alias), "{alias}");
+        }
+        for url in [
+            "https://matrix.example.org",
+            "http://127.0.0.1:8008/",
+            "https://[::1]:8448/prefix",
+        ] {
+            assert_eq!(check_homeserver(url), Ok(()), "{url}");
+            assert!(Url::parse(url).unwrap().host().is_some(), "{url}");
+        }
+        for (url, why) in [
+            ("https://a b/c", "blanks"),
+            ("https://", "no host"),
+            ("https:///x", "no host"),
+            ("https://a_b", "no valid host"),
+            ("https://x:0", "no valid host"),
+            ("https://x:port", "no valid host"),
+            ("https://x/?y", "query"),
+            ("ftp://x", "https://"),
+        ] {
+            let e = check_homeserver(url).unwrap_err();
+            assert!(e.contains(why), "{url}: {e}");
+        }
+        let e = check_homeserver("https://door:hunter2@x").unwrap_err();
+        assert!(e.contains("password") && !e.contains("hunter2"), "{e}");
+        let e = parse(&MINIMAL.replace("@door:hs.example", "@door:hs example")).unwrap_err();
+        assert_eq!(e.key, "matrix.user", "{e}");
     }
 
     /// The keys serde accepts in `section` ("" for the top level), read from its own

@@ -533,7 +533,7 @@ fn dispatch(
 fn configured_turn(turn: &config::TurnConfig) -> Result<IceServer, Error> {
     let credential = match &turn.credential_file {
         Some(path) => Some(
-            std::fs::read_to_string(path)
+            crate::files::read_to_string(path, crate::files::MAX_SECRET_SIZE)
                 .map_err(|e| {
                     Error::io(
                         "cannot read the TURN credential file",

@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod error;
+pub mod files;
 pub mod gpio;
 pub mod logging;
 pub mod matrix;

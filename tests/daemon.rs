@@ -151,7 +151,7 @@ fn run_without_a_session_says_to_log_in() {
     std::fs::write(
         &config,
         format!(
-            "[matrix]\nhomeserver = \"http://127.0.0.1:1\"\nuser = \"@door:localhost\"\nrooms = [\"!r\"]\nstate_dir = {:?}\n[control]\nsocket = {:?}\n",
+            "[matrix]\nhomeserver = \"http://127.0.0.1:1\"\nuser = \"@door:localhost\"\nrooms = [\"!r:localhost\"]\nstate_dir = {:?}\n[control]\nsocket = {:?}\n",
             dir.path(),
             dir.path().join("control.sock")
         ),
@@ -170,7 +170,7 @@ fn ring_without_a_daemon_says_so() {
     std::fs::write(
         &config,
         format!(
-            "[matrix]\nhomeserver = \"http://127.0.0.1:1\"\nuser = \"@door:localhost\"\nrooms = [\"!r\"]\n[control]\nsocket = {:?}\n",
+            "[matrix]\nhomeserver = \"http://127.0.0.1:1\"\nuser = \"@door:localhost\"\nrooms = [\"!r:localhost\"]\n[control]\nsocket = {:?}\n",
             dir.path().join("control.sock")
         ),
     )

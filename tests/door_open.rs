@@ -575,10 +575,15 @@ fn keypad_openings_merge_into_a_pulse_like_any_other() {
 
 #[test]
 fn dtmf_codes_are_checked() {
-    for ok in ["", "#", "1234#", "0123456789*ABCD#", "*", "A"] {
+    for ok in ["", "1234", "1234#", "0123456789*ABCD#", "*A0B", "****#"] {
         assert_eq!(check_dtmf_code(ok), Ok(()), "{ok:?}");
     }
     for (bad, why) in [
+        // One key, or a few, is a stray press away from opening the door.
+        ("#", "at least 4"),
+        ("1", "at least 4"),
+        ("123#", "at least 4"),
+        ("*AB", "at least 4"),
         ("12#4", "last key"),
         ("##", "last key"),
         ("12x#", "'x'"),

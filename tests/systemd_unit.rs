@@ -59,3 +59,27 @@ fn exposure_is_at_most_two() {
     println!("intercom.service exposure: {exposure}");
     assert!(exposure <= 2.0, "exposure {exposure} > 2.0:\n{text}");
 }
+
+/// The mode postinst gives a directory, from its `chmod MODE DIR` line.
+fn postinst_mode(dir: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("cross/deb/postinst");
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .find_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (words.len() == 3 && words[0] == "chmod" && words[2] == dir)
+                .then(|| words[1].to_owned())
+        })
+        .unwrap_or_else(|| panic!("postinst sets no mode on {dir}"))
+}
+
+#[test]
+fn configuration_directory_mode_agrees_with_postinst() {
+    // systemd warns at every start when the directory's mode is not the unit's (default 0755).
+    let (_, text) = unit();
+    let unit_mode = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ConfigurationDirectoryMode="))
+        .unwrap_or("0755 (the default)");
+    assert_eq!(unit_mode, postinst_mode("/etc/intercom"));
+}

@@ -176,13 +176,19 @@ pub const KEYPAD_ATTEMPTS: u32 = 3;
 /// The most keys a keypad code may have.
 pub const MAX_DTMF_CODE: usize = 16;
 
+/// The fewest keys a keypad code may have, a final `#` not counted. A key or two is a stray
+/// press away from opening the door; four is the length of a bank card's PIN, and with
+/// [`KEYPAD_ATTEMPTS`] tries a call, four digits leave a guess one chance in 3,333.
+pub const MIN_DTMF_CODE: usize = 4;
+
 /// Whether `key` is a DTMF key (`0-9`, `*`, `#`, `A-D`).
 pub fn is_dtmf_key(key: char) -> bool {
     matches!(key, '0'..='9' | '*' | '#' | 'A'..='D')
 }
 
-/// Why `code` cannot be a keypad code, if it cannot (the empty code is valid: the keypad off).
-/// The message never repeats the code.
+/// Why `code` cannot be a keypad code, if it cannot (the empty code is valid: the keypad off):
+/// keys `0-9`, `*`, `A-D`, from [`MIN_DTMF_CODE`] to [`MAX_DTMF_CODE`] of them, and `#` only
+/// last. The message never repeats the code.
 pub fn check_dtmf_code(code: &str) -> Result<(), String> {
     if code.chars().count() > MAX_DTMF_CODE {
         return Err(format!("expected at most {MAX_DTMF_CODE} keys"));
@@ -194,6 +200,11 @@ pub fn check_dtmf_code(code: &str) -> Result<(), String> {
     }
     if code.find('#').is_some_and(|at| at + 1 != code.len()) {
         return Err("# ends an entry: it may only be the last key".to_owned());
+    }
+    if !code.is_empty() && code.trim_end_matches('#').chars().count() < MIN_DTMF_CODE {
+        return Err(format!(
+            "expected at least {MIN_DTMF_CODE} keys before a final #"
+        ));
     }
     Ok(())
 }

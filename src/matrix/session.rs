@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+/// The largest session file read: the one `intercom login` writes is a few hundred bytes.
+pub const MAX_SIZE: u64 = 64 << 10;
+
 /// What the door needs to be itself again after a restart.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,7 +42,7 @@ impl fmt::Debug for Session {
 impl Session {
     /// Reads the session at `path`. A missing file means the door was never logged in.
     pub fn load(path: &Path) -> Result<Session, Error> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::files::read_to_string(path, MAX_SIZE) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::Unavailable(format!(

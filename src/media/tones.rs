@@ -33,6 +33,10 @@ pub struct Tone {
     pub samples: Vec<i16>,
 }
 
+/// The largest WAV file read: 22 s of CD-quality stereo, 45 s of 48 kHz mono. A ring is a loop
+/// of a few seconds, held in memory as 48 kHz mono for as long as the daemon runs.
+pub const MAX_WAV_SIZE: u64 = 4 << 20;
+
 const LEVEL: f32 = 0.3;
 /// Fade in and out of each burst, so that none starts or ends with a click.
 const RAMP: usize = SAMPLE_RATE as usize / 200;
@@ -95,7 +99,7 @@ impl Tone {
 
     /// A 16-bit PCM WAV file, converted to 48 kHz mono.
     pub fn from_wav(path: &Path) -> Result<Tone, MediaError> {
-        let bytes = std::fs::read(path)
+        let bytes = crate::files::read(path, MAX_WAV_SIZE)
             .map_err(|e| MediaError(format!("cannot read {}: {e}", path.display())))?;
         Tone::parse_wav(&bytes).map_err(|e| MediaError(format!("{}: {e}", path.display())))
     }

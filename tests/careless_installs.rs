@@ -1,0 +1,287 @@
+//! What a careless install does to the door, through the real binary: files that are devices or
+//! far too large where the configuration names a file, a control socket path that holds another
+//! file, a login over a store of keys, a login as root into the service's directory.
+//!
+//! No homeserver is needed: where the daemon must run, its homeserver (`127.0.0.1:1`) refuses
+//! every connection and the session is one written here, as `intercom login` writes it. The
+//! daemon starts and serves its control socket all the same, as it does while a homeserver is
+//! down.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The most address space a command here may take: enough for the daemon, and a read without a
+/// bound (of `/dev/zero`) fails within a second instead of taking the machine's memory.
+const ADDRESS_SPACE: u64 = 2 << 30;
+
+/// `intercom ARGS`, with its address space bounded.
+fn intercom(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_intercom"));
+    command.args(args).stdin(Stdio::null());
+    let limit = libc::rlimit {
+        rlim_cur: ADDRESS_SPACE,
+        rlim_max: ADDRESS_SPACE,
+    };
+    // SAFETY: setrlimit is async-signal-safe and touches nothing of the parent's.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    command
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A door's directory: a configuration (`extra` appended), a state directory, and (`session`)
+/// a session file as `intercom login` leaves it.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new(extra: &str, session: bool) -> Home {
+        let dir = tempfile::Builder::new()
+            .prefix("careless-")
+            .tempdir()
+            .unwrap();
+        let home = Home { dir };
+        std::fs::create_dir(home.state()).unwrap();
+        home.write_config(extra);
+        if session {
+            std::fs::write(
+                home.state().join("session.json"),
+                r#"{"homeserver": "http://127.0.0.1:1", "user_id": "@door:localhost", "device_id": "DOORDEVICE", "access_token": "syt_not_a_real_token"}"#,
+            )
+            .unwrap();
+        }
+        home
+    }
+
+    fn write_config(&self, extra: &str) {
+        std::fs::write(
+            self.config(),
+            format!(
+                "[matrix]\nhomeserver = \"http://127.0.0.1:1\"\nuser = \"@door:localhost\"\nrooms = [\"!hall:localhost\"]\nstate_dir = {:?}\n\n[camera]\ndevice = \"test-pattern\"\n\n[audio]\ncapture = \"null\"\nplayback = \"null\"\n\n[control]\nsocket = {:?}\n{extra}\n",
+                self.state(),
+                self.socket(),
+            ),
+        )
+        .unwrap();
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn config(&self) -> PathBuf {
+        self.path("config.toml")
+    }
+    fn state(&self) -> PathBuf {
+        self.path("state")
+    }
+    fn socket(&self) -> PathBuf {
+        self.path("control.sock")
+    }
+
+    /// `intercom ARGS --config <this config>`.
+    fn run(&self, args: &[&str]) -> Output {
+        intercom(args)
+            .arg("--config")
+            .arg(self.config())
+            .output()
+            .unwrap()
+    }
+}
+
+/// A sparse file of `len` bytes: as large as a limit needs, without writing it.
+fn sparse(path: &Path, len: u64) {
+    std::fs::File::create(path).unwrap().set_len(len).unwrap();
+}
+
+/// Runs the daemon until a line of its log contains `needle`; returns that line, or panics with
+/// the log when the daemon ends first or `WAIT` passes.
+fn run_until_log(home: &Home, needle: &str) -> String {
+    let mut child = intercom(&["run", "--config"])
+        .arg(home.config())
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let found = loop {
+        match rx.recv_timeout(WAIT) {
+            Ok(line) if line.contains(needle) => break Some(line),
+            Ok(line) => seen.push(line),
+            Err(_) => break None,
+        }
+    };
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    found.unwrap_or_else(|| {
+        panic!(
+            "no log line with {needle:?} (daemon: {status}):\n{}",
+            seen.join("\n")
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every file read has a bound.
+
+#[test]
+fn a_device_as_ringtone_is_a_config_error_not_a_read_of_for_ever() {
+    let home = Home::new("", false);
+    for (setting, why) in [
+        ("/dev/zero", "not a regular file"),
+        ("/dev/null", "not a regular file"),
+    ] {
+        let config = std::fs::read_to_string(home.config()).unwrap().replace(
+            "playback = \"null\"",
+            &format!("playback = \"null\"\nringtone = {setting:?}"),
+        );
+        std::fs::write(home.config(), config).unwrap();
+        let out = home.run(&["check"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+        assert!(
+            stderr.contains("audio.ringtone") && stderr.contains(setting) && stderr.contains(why),
+            "{}",
+            text(&out)
+        );
+        assert!(
+            stderr.contains("4 MiB"),
+            "the limit is named: {}",
+            text(&out)
+        );
+        home.write_config("");
+    }
+    // A WAV file past the limit.
+    let big = home.path("ring.wav");
+    sparse(&big, (4 << 20) + 1);
+    let config = std::fs::read_to_string(home.config()).unwrap().replace(
+        "playback = \"null\"",
+        &format!("playback = \"null\"\nringback = {big:?}"),
+    );
+    std::fs::write(home.config(), config).unwrap();
+    let out = home.run(&["check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(
+        stderr.contains("audio.ringback") && stderr.contains("more than 4 MiB"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn an_oversized_or_device_configuration_is_refused() {
+    let home = Home::new("", false);
+    // Valid TOML past the limit: a comment of a mebibyte.
+    let mut config = std::fs::read_to_string(home.config()).unwrap();
+    config.push_str(&format!("# {}\n", "x".repeat(1 << 20)));
+    std::fs::write(home.config(), config).unwrap();
+    let out = home.run(&["check"]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&home.config().display().to_string()) && stderr.contains("more than 1 MiB"),
+        "{}",
+        text(&out)
+    );
+    let out = intercom(&["check", "--config", "/dev/zero"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "/dev/zero: cannot read the configuration: a character device, not a regular file"
+        ),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn password_files_and_standard_input_are_bounded() {
+    let home = Home::new("", false);
+    let out = home.run(&["login", "--password-file", "/dev/zero"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("password file /dev/zero") && stderr.contains("not a regular file"),
+        "{}",
+        text(&out)
+    );
+    // A password on standard input is one line of at most 4 KiB.
+    let out = intercom(&["login", "--config"])
+        .arg(home.config())
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("standard input") && stderr.contains("4 KiB"),
+        "{}",
+        text(&out)
+    );
+    // Nothing was tried: no store was made for a password never read.
+    assert!(!home.state().join("store").exists());
+}
+
+#[test]
+fn an_oversized_session_file_is_named_with_its_limit() {
+    let home = Home::new("", false);
+    let session = home.state().join("session.json");
+    sparse(&session, (64 << 10) + 1);
+    let out = home.run(&["run"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&session.display().to_string()) && stderr.contains("more than 64 KiB"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_device_as_turn_credential_file_is_named_with_its_limit() {
+    let home = Home::new(
+        "[turn]\nuris = [\"turn:127.0.0.1:3478\"]\nusername = \"door\"\ncredential_file = \"/dev/zero\"\n",
+        true,
+    );
+    let line = run_until_log(&home, "/dev/zero");
+    assert!(
+        line.contains("TURN credential file /dev/zero")
+            && line.contains("not a regular file")
+            && line.contains("4 KiB"),
+        "{line}"
+    );
+}
