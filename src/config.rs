@@ -1018,6 +1018,17 @@ impl Config {
         if let Err(e) = env_filter::Builder::new().try_parse(&self.log.filter) {
             return Err(doc.at("log.filter", &format!("not a RUST_LOG filter: {e}")));
         }
+        // A file left where the socket goes is the installer's, never replaced (it was once
+        // the session file).
+        if let Some(kind) = crate::control::not_a_socket(&self.control.socket) {
+            return Err(doc.at(
+                "control.socket",
+                &format!(
+                    "{} is {kind}, not a socket: the daemon would not replace it; remove it or choose another path",
+                    self.control.socket.display()
+                ),
+            ));
+        }
         Ok(())
     }
 }

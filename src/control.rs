@@ -3,9 +3,9 @@
 //! installers and tests press the button through it.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -39,15 +39,75 @@ impl Command {
     }
 }
 
+/// What is at `path` if it is something other than a socket ("a regular file"): the control
+/// socket never replaces it.
+pub fn not_a_socket(path: &Path) -> Option<&'static str> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let kind = meta.file_type();
+    (!kind.is_socket()).then(|| crate::files::kind(&kind))
+}
+
+/// The control socket's file, as [`bind`] made it.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    /// The device and inode of the socket [`bind`] made.
+    made: (u64, u64),
+}
+
+impl SocketFile {
+    /// Removes the socket file if the path still holds the one [`bind`] made: by the time the
+    /// daemon stops, someone may have put another file there, which is not the daemon's.
+    pub fn remove(&self) {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.file_type().is_socket() && (m.dev(), m.ino()) == self.made => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    log::warn!(
+                        "cannot remove the control socket {}: {e}",
+                        self.path.display()
+                    );
+                }
+            }
+            Ok(_) => log::warn!(
+                "{} is no longer the control socket this daemon made: left alone",
+                self.path.display()
+            ),
+            Err(_) => {}
+        }
+    }
+}
+
 /// Binds the socket at `path`. A socket left by a dead daemon is replaced; a live daemon's is
-/// refused, so two daemons never share one door.
-pub fn bind(path: &Path) -> Result<UnixListener, Error> {
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            return Err(Error::Unavailable(format!(
-                "another intercom daemon is already listening on {}",
-                path.display()
-            )));
+/// refused, so two daemons never share one door. Any other file there is refused and left
+/// alone: a path mistyped into the state directory must not cost the session file.
+pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), Error> {
+    if let Some(kind) = not_a_socket(path) {
+        return Err(Error::io(
+            "refusing to replace",
+            Some(path.into()),
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{kind}, not a socket; remove it or choose another [control] socket"),
+            ),
+        ));
+    }
+    if std::fs::symlink_metadata(path).is_ok() {
+        match UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(Error::Unavailable(format!(
+                    "another intercom daemon is already listening on {}",
+                    path.display()
+                )))
+            }
+            // Nobody listens: the socket of a daemon that died.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(e) => {
+                return Err(Error::io(
+                    "cannot tell whether a daemon listens on",
+                    Some(path.into()),
+                    e,
+                ))
+            }
         }
         std::fs::remove_file(path).map_err(|e| {
             Error::io(
@@ -71,7 +131,13 @@ pub fn bind(path: &Path) -> Result<UnixListener, Error> {
     // Owner and group (the service's) only.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| Error::io("cannot restrict the control socket", Some(path.into()), e))?;
-    Ok(listener)
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| Error::io("cannot look at the control socket", Some(path.into()), e))?;
+    let file = SocketFile {
+        path: path.to_owned(),
+        made: (meta.dev(), meta.ino()),
+    };
+    Ok((listener, file))
 }
 
 /// Accepts connections for ever, handing each command to the driver loop.
@@ -136,5 +202,49 @@ pub fn send(path: &Path, command: &str) -> Result<String, Error> {
     match answer.strip_prefix("error ") {
         Some(e) => Err(Error::Unavailable(format!("the daemon refused: {e}"))),
         None => Ok(answer),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn bind_replaces_only_a_stale_socket_and_removes_only_its_own() {
+        let rt = runtime();
+        let _entered = rt.enter();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        // A file that is not a socket is refused, named, and left as it was.
+        std::fs::write(&path, "precious").unwrap();
+        let e = bind(&path).unwrap_err().to_string();
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("a regular file, not a socket"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+        std::fs::remove_file(&path).unwrap();
+        // A stale socket is replaced; a live one is refused.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let (listener, file) = bind(&path).unwrap();
+        let e = bind(&path).unwrap_err().to_string();
+        assert!(e.contains("another intercom daemon"), "{e}");
+        // Its own socket is removed; a file that took the path since is not.
+        file.remove();
+        assert!(!path.exists());
+        drop(listener);
+        let (_listener, file) = bind(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        file.remove();
+        assert!(
+            path.exists(),
+            "another socket at the path is not the daemon's"
+        );
     }
 }

@@ -221,7 +221,7 @@ async fn drive(config: Config) -> Result<(), Error> {
     let mut interrupt =
         signal(SignalKind::interrupt()).map_err(|e| Error::io("cannot watch SIGINT", None, e))?;
 
-    let listener = control::bind(&config.control.socket)?;
+    let (listener, socket_file) = control::bind(&config.control.socket)?;
     let (requests_tx, mut requests) = mpsc::channel(8);
     tokio::spawn(control::serve(listener, requests_tx));
 
@@ -418,7 +418,7 @@ async fn drive(config: Config) -> Result<(), Error> {
         Ok(matrix) => matrix.close(Duration::from_secs(5)).await,
         Err(_) => log::warn!("could not flush the Matrix send queues: a TURN request is under way"),
     }
-    let _ = std::fs::remove_file(&config.control.socket);
+    socket_file.remove();
     Ok(())
 }
 

@@ -58,8 +58,8 @@ pub fn too_large(limit: u64) -> io::Error {
     )
 }
 
-/// What a file that is not a regular file is, in words.
-fn kind(t: &std::fs::FileType) -> &'static str {
+/// What kind of file `t` is, in words: "a regular file", "a character device".
+pub fn kind(t: &std::fs::FileType) -> &'static str {
     if t.is_dir() {
         "a directory"
     } else if t.is_char_device() {
@@ -70,6 +70,10 @@ fn kind(t: &std::fs::FileType) -> &'static str {
         "a FIFO"
     } else if t.is_socket() {
         "a socket"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_file() {
+        "a regular file"
     } else {
         "a special file"
     }

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -114,42 +114,162 @@ fn sparse(path: &Path, len: u64) {
     std::fs::File::create(path).unwrap().set_len(len).unwrap();
 }
 
-/// Runs the daemon until a line of its log contains `needle`; returns that line, or panics with
-/// the log when the daemon ends first or `WAIT` passes.
-fn run_until_log(home: &Home, needle: &str) -> String {
-    let mut child = intercom(&["run", "--config"])
-        .arg(home.config())
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+/// A running daemon and its log.
+struct Daemon {
+    child: std::process::Child,
+    log: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Daemon {
+    fn start(home: &Home) -> Daemon {
+        let mut child = intercom(&["run", "--config"])
+            .arg(home.config())
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, log) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon {
+            child,
+            log,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next line of the log that contains `needle`; panics with the log when the daemon
+    /// ends first or `WAIT` passes.
+    fn wait_log(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self
+                .log
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => self.seen.push(line),
+                Err(e) => panic!(
+                    "no log line with {needle:?} ({e}):\n{}",
+                    self.seen.join("\n")
+                ),
             }
         }
-    });
-    let mut seen = Vec::new();
-    let found = loop {
-        match rx.recv_timeout(WAIT) {
-            Ok(line) if line.contains(needle) => break Some(line),
-            Ok(line) => seen.push(line),
-            Err(_) => break None,
+    }
+
+    /// Waits for the daemon to exit by itself; returns its exit code and log. Panics with the
+    /// log when it still runs after `WAIT`.
+    fn wait_exit(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + WAIT;
+        // Its standard error closes when it exits.
+        loop {
+            match self
+                .log
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => self.seen.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(e) => panic!("the daemon still runs ({e}):\n{}", self.seen.join("\n")),
+            }
         }
-    };
-    let _ = child.kill();
-    let status = child.wait().unwrap();
-    found.unwrap_or_else(|| {
-        panic!(
-            "no log line with {needle:?} (daemon: {status}):\n{}",
-            seen.join("\n")
-        )
-    })
+        // Then the process is gone or going: reaped within the same deadline.
+        let code = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon closed its standard error but does not exit:\n{}",
+                self.seen.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let log = std::mem::take(&mut self.seen).join("\n");
+        (code, log)
+    }
+
+    /// SIGTERM; waits (at most `WAIT`) for the exit; returns its exit code and log.
+    fn stop(self) -> (Option<i32>, String) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: a signal to the child this test started and has not yet waited for.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        self.wait_exit()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the daemon until a line of its log contains `needle`; returns that line.
+fn run_until_log(home: &Home, needle: &str) -> String {
+    Daemon::start(home).wait_log(needle)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The control socket's path.
+
+#[test]
+fn a_file_where_the_control_socket_goes_is_left_alone() {
+    let home = Home::new("", true);
+    // The path of the socket holds an installer's file (here, a copy of the session).
+    std::fs::write(home.socket(), "precious").unwrap();
+    let out = home.run(&["check"]);
+    let (run_code, run_log) = Daemon::start(&home).wait_exit();
+    for (command, code, stderr) in [
+        (
+            "check",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr),
+        ),
+        ("run", run_code, run_log.into()),
+    ] {
+        assert_eq!(code, Some(78), "{command}: {stderr}");
+        assert!(
+            stderr.contains("control.socket")
+                && stderr.contains(&home.socket().display().to_string())
+                && stderr.contains("a regular file, not a socket"),
+            "{command}: {stderr}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(home.socket()).unwrap(), "precious");
+}
+
+#[test]
+fn the_daemon_replaces_a_stale_socket_and_removes_only_its_own() {
+    let home = Home::new("", true);
+    // A socket left by a daemon that died: bound, never removed, nobody listening.
+    drop(std::os::unix::net::UnixListener::bind(home.socket()).unwrap());
+    let mut daemon = Daemon::start(&home);
+    daemon.wait_log("ready as");
+    let out = home.run(&["ring"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // While it runs, another file takes the socket's path.
+    let other = home.path("other");
+    std::fs::write(&other, "not the daemon's").unwrap();
+    std::fs::rename(&other, home.socket()).unwrap();
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "SIGTERM ends the daemon with exit 0:\n{log}");
+    assert_eq!(
+        std::fs::read_to_string(home.socket()).unwrap(),
+        "not the daemon's"
+    );
+    assert!(
+        log.contains("is no longer the control socket this daemon made: left alone"),
+        "{log}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -261,13 +381,11 @@ fn an_oversized_session_file_is_named_with_its_limit() {
     let home = Home::new("", false);
     let session = home.state().join("session.json");
     sparse(&session, (64 << 10) + 1);
-    let out = home.run(&["run"]);
-    assert!(!out.status.success(), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = Daemon::start(&home).wait_exit();
+    assert_ne!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains(&session.display().to_string()) && stderr.contains("more than 64 KiB"),
-        "{}",
-        text(&out)
+        "{stderr}"
     );
 }
 
