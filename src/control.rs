@@ -140,8 +140,52 @@ pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), Error> {
     Ok((listener, file))
 }
 
-/// Accepts connections for ever, handing each command to the driver loop.
+/// The most connections served at once. Those past it are answered `error busy` and closed at
+/// once: idle clients (1,100 of them exhausted the daemon's descriptors) cost the daemon no
+/// more than this many descriptors.
+pub const MAX_CONNECTIONS: usize = 16;
+
+/// How long a client may take to send its line, and to take the answer: a wedged or idle client
+/// holds one of the [`MAX_CONNECTIONS`] no longer than this.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest command line read, newline included: a client cannot make the daemon buffer
+/// without bound.
+pub const MAX_LINE: u64 = 256;
+
+/// Reads one command from `read`: one line of at most [`MAX_LINE`] bytes, the first on the
+/// connection, as `serve` does. `Err` is the answer's text for a line that is no command
+/// (always one line, bounded: what the client sent is quoted with its control characters
+/// escaped).
+pub async fn read_command<R>(read: R) -> Result<Command, String>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let mut line = Vec::new();
+    let mut reader = tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_LINE));
+    reader
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(|e| format!("cannot read the command: {e}"))?;
+    if !line.ends_with(b"\n") && line.len() as u64 >= MAX_LINE {
+        return Err(format!(
+            "command too long: expected one line of at most {MAX_LINE} bytes"
+        ));
+    }
+    let text = String::from_utf8_lossy(&line);
+    Command::parse(&text).ok_or_else(|| {
+        let mut shown: String = text.trim().chars().take(64).collect();
+        if shown.len() < text.trim().len() {
+            shown.push_str("...");
+        }
+        format!("unknown command {shown:?}; expected \"ring\" or \"status\"")
+    })
+}
+
+/// Accepts connections for ever, handing each command to the driver loop: at most
+/// [`MAX_CONNECTIONS`] at once, each for at most [`CLIENT_TIMEOUT`] of reading and writing.
 pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Request>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -151,31 +195,42 @@ pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Request>) {
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Told without waiting (a few bytes fit an empty socket's buffer), and closed. The
+            // write is the system call itself: the runtime has not polled the new socket yet.
+            if let Ok(stream) = stream.into_std() {
+                let _ = (&stream).write(
+                    format!("error busy: {MAX_CONNECTIONS} connections already open; try again\n")
+                        .as_bytes(),
+                );
+            }
+            continue;
+        };
         let requests = requests.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let (read, mut write) = stream.into_split();
-            let mut line = String::new();
-            // At most one short line: a client cannot make the daemon buffer without bound.
-            let mut reader = tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(read, 256));
-            let answer = match reader.read_line(&mut line).await {
-                Ok(_) => match Command::parse(&line) {
-                    Some(command) => {
-                        let (reply, rx) = oneshot::channel();
-                        if requests.send(Request { command, reply }).await.is_err() {
-                            "error the daemon is stopping".to_owned()
-                        } else {
-                            rx.await
-                                .unwrap_or_else(|_| "error the daemon is stopping".to_owned())
-                        }
+            let command = match tokio::time::timeout(CLIENT_TIMEOUT, read_command(read)).await {
+                Ok(command) => command,
+                Err(_) => Err(format!("no command within {}s", CLIENT_TIMEOUT.as_secs())),
+            };
+            let answer = match command {
+                Ok(command) => {
+                    let (reply, rx) = oneshot::channel();
+                    if requests.send(Request { command, reply }).await.is_err() {
+                        "error the daemon is stopping".to_owned()
+                    } else {
+                        rx.await
+                            .unwrap_or_else(|_| "error the daemon is stopping".to_owned())
                     }
-                    None => format!(
-                        "error unknown command {:?}; expected \"ring\" or \"status\"",
-                        line.trim()
-                    ),
-                },
+                }
                 Err(e) => format!("error {e}"),
             };
-            let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
+            let _ = tokio::time::timeout(
+                CLIENT_TIMEOUT,
+                write.write_all(format!("{answer}\n").as_bytes()),
+            )
+            .await;
         });
     }
 }

@@ -204,6 +204,13 @@ impl Daemon {
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
         self.wait_exit()
     }
+
+    /// The number of descriptors the daemon has open.
+    fn descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .count()
+    }
 }
 
 impl Drop for Daemon {
@@ -270,6 +277,75 @@ fn the_daemon_replaces_a_stale_socket_and_removes_only_its_own() {
         log.contains("is no longer the control socket this daemon made: left alone"),
         "{log}"
     );
+}
+
+/// Clients that connect to the control socket and send nothing get at most
+/// `control::MAX_CONNECTIONS` of the daemon's descriptors, each for at most
+/// `control::CLIENT_TIMEOUT`; the others are told it is busy at once; then the socket serves
+/// again. (Before, 1,100 idle clients took 1,100 descriptors for as long as they liked.)
+#[test]
+fn idle_clients_of_the_control_socket_are_bounded_and_timed_out() {
+    use intercom::control::{CLIENT_TIMEOUT, MAX_CONNECTIONS};
+    const CLIENTS: usize = 200;
+    let home = Home::new("", true);
+    let mut daemon = Daemon::start(&home);
+    daemon.wait_log("ready as");
+    let before = daemon.descriptors();
+    let (tx, answers) = std::sync::mpsc::channel();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let stream = std::os::unix::net::UnixStream::connect(home.socket()).unwrap();
+            stream.set_read_timeout(Some(WAIT)).unwrap();
+            let tx = tx.clone();
+            let reader = stream.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                let answer = BufReader::new(reader)
+                    .read_line(&mut line)
+                    .map(|_| line)
+                    .map_err(|e| e.to_string());
+                let _ = tx.send(answer);
+            });
+            stream
+        })
+        .collect();
+    drop(tx);
+    let next = || match answers.recv_timeout(WAIT) {
+        Ok(Ok(line)) => line,
+        Ok(Err(e)) => panic!("a client had no answer: {e} (the daemon keeps idle clients)"),
+        Err(e) => panic!("no answer ({e})"),
+    };
+    // Those past the bound are told at once.
+    let busy = CLIENTS - MAX_CONNECTIONS;
+    for _ in 0..busy {
+        let line = next();
+        assert!(line.starts_with("error busy"), "{line:?}");
+    }
+    // Meanwhile the others hold no more than their share.
+    let held = daemon.descriptors();
+    assert!(
+        held <= before + MAX_CONNECTIONS + 4,
+        "{held} descriptors with {CLIENTS} idle clients, {before} before"
+    );
+    // The idle ones are let go after the timeout, told why.
+    for _ in 0..MAX_CONNECTIONS {
+        let line = next();
+        assert_eq!(
+            line.trim_end(),
+            format!("error no command within {}s", CLIENT_TIMEOUT.as_secs())
+        );
+    }
+    drop(clients);
+    let out = home.run(&["ring"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok pressed");
+    let after = daemon.descriptors();
+    assert!(
+        after <= before + 4,
+        "{after} descriptors after, {before} before"
+    );
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
 }
 
 // ---------------------------------------------------------------------------------------------
