@@ -1,4 +1,4 @@
-//! The command line: `intercom run | check | login | devices | ring`.
+//! The command line: `intercom run | check | login | devices | ring | status`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -47,6 +47,13 @@ pub enum CommandLine {
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },
+    /// Ask the running daemon how the door is: its state, the homeserver, the rooms it rings,
+    /// the last call, and what is missing.
+    Status {
+        /// The control socket (default: `[control] socket` of the configuration).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
 }
 
 /// Runs one command.
@@ -71,6 +78,25 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             };
             let answer = crate::control::send(&socket, "ring")?;
             println!("{answer}");
+            Ok(())
+        }
+        CommandLine::Status { socket } => {
+            let socket = match socket {
+                Some(s) => s,
+                None => Config::load(&cli.config)?.control.socket,
+            };
+            let answer = crate::control::send(&socket, "status")?;
+            // `ok <status line>`, then one `key: value` line each; a daemon that answers with
+            // the status line alone has that shown as its state.
+            let mut lines = answer.lines();
+            let first = lines.next().unwrap_or_default();
+            let rest: Vec<&str> = lines.collect();
+            if rest.is_empty() {
+                println!("state: {}", first.strip_prefix("ok ").unwrap_or(first));
+            }
+            for line in rest {
+                println!("{line}");
+            }
             Ok(())
         }
     }

@@ -2,7 +2,7 @@
 //! (`ring`, `status`) and answers one line (`ok …` or `error …`). `intercom ring` is its client;
 //! installers and tests press the button through it.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -235,13 +235,28 @@ pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Request>) {
     }
 }
 
-/// The client side: sends `command` to the daemon at `path` and returns its answer.
+/// The longest answer the client reads.
+const MAX_ANSWER: u64 = 64 << 10;
+
+/// The client side: sends `command` to the daemon at `path` and returns its answer (`ok …`: one
+/// line, or for `status` several). An `error …` answer is an error, and so
+/// is a socket nobody can use, each said plainly (no daemon, a stopped daemon's socket, no
+/// permission).
 pub fn send(path: &Path, command: &str) -> Result<String, Error> {
     let mut stream = UnixStream::connect(path).map_err(|e| {
-        Error::Unavailable(format!(
-            "cannot reach the intercom daemon at {}: {e} (is `intercom run` running, and may this user use its socket?)",
-            path.display()
-        ))
+        let shown = path.display();
+        Error::Unavailable(match e.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "the intercom daemon is not running: {shown} does not exist (start it: `systemctl start intercom`; is [control] socket the daemon's?)"
+            ),
+            std::io::ErrorKind::ConnectionRefused => format!(
+                "the intercom daemon is not running: nobody listens on {shown} (a socket left by a daemon that stopped)"
+            ),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "may not use the control socket {shown}: permission denied (it is for the service's user and group: run this as root, or as a member of that group)"
+            ),
+            _ => format!("cannot reach the intercom daemon at {shown}: {e}"),
+        })
     })?;
     let timeout = Some(Duration::from_secs(10));
     stream
@@ -249,14 +264,21 @@ pub fn send(path: &Path, command: &str) -> Result<String, Error> {
         .and_then(|_| stream.set_write_timeout(timeout))
         .and_then(|_| stream.write_all(format!("{command}\n").as_bytes()))
         .map_err(|e| Error::io("cannot send to the control socket", Some(path.into()), e))?;
+    // The daemon closes the connection after its answer.
     let mut answer = String::new();
-    BufReader::new(stream)
-        .read_line(&mut answer)
+    std::io::Read::take(BufReader::new(stream), MAX_ANSWER)
+        .read_to_string(&mut answer)
         .map_err(|e| Error::io("no answer on the control socket", Some(path.into()), e))?;
-    let answer = answer.trim_end().to_owned();
+    let answer = answer.trim_end();
+    if answer.is_empty() {
+        return Err(Error::Unavailable(format!(
+            "no answer on the control socket {}: the daemon closed the connection",
+            path.display()
+        )));
+    }
     match answer.strip_prefix("error ") {
         Some(e) => Err(Error::Unavailable(format!("the daemon refused: {e}"))),
-        None => Ok(answer),
+        None => Ok(answer.to_owned()),
     }
 }
 

@@ -380,7 +380,9 @@ async fn drive(config: Config) -> Result<(), Error> {
                         core.handle_input(Instant::now(), Input::ButtonPressed);
                         "ok pressed".to_owned()
                     }
-                    Command::Status => format!("ok {}", status.line()),
+                    Command::Status => {
+                        format!("ok {}", status.report(&matrix.rooms(), Instant::now()))
+                    }
                 };
                 let _ = req.reply.send(answer);
             }
@@ -425,6 +427,10 @@ async fn drive(config: Config) -> Result<(), Error> {
 /// The status line systemd shows: the core's, and whether the homeserver is reachable.
 #[derive(Default)]
 struct Status {
+    /// Whether a sync ever succeeded.
+    reached: bool,
+    /// When the last call ended, and how (for `intercom status`).
+    last_call: Option<(Instant, String)>,
     core: String,
     offline: Option<String>,
     shown: String,
@@ -444,6 +450,7 @@ impl Status {
     }
 
     fn set_online(&mut self, offline: Option<String>) {
+        self.reached |= offline.is_none();
         match &offline {
             Some(why) => log::warn!("homeserver unreachable: {why}; retrying"),
             None if self.offline.is_some() => log::info!("homeserver reachable again"),
@@ -460,6 +467,77 @@ impl Status {
         }
         self.shown = line;
         true
+    }
+}
+
+impl Status {
+    /// The control socket's answer to `status` (`intercom status` shows it): the status line,
+    /// then a `key: value` line each for the state, the homeserver, the rooms, the last call and
+    /// what is missing.
+    fn report(&self, rooms: &[call::RoomId], now: Instant) -> String {
+        let state = if self.core.is_empty() {
+            "Idle"
+        } else {
+            &self.core
+        };
+        let homeserver = match (&self.offline, self.reached) {
+            (Some(why), _) => format!("unreachable ({why}); retrying"),
+            (None, true) => "reachable".to_owned(),
+            (None, false) => "not reached yet".to_owned(),
+        };
+        let rooms: Vec<&str> = rooms.iter().map(|r| r.0.as_str()).collect();
+        let last_call = match &self.last_call {
+            Some((at, how)) => format!(
+                "{how}; ended {}s ago",
+                now.saturating_duration_since(*at).as_secs()
+            ),
+            None => "none since the daemon started".to_owned(),
+        };
+        let mut missing: Vec<&str> = self.offline.iter().map(|_| "the homeserver").collect();
+        if rooms.is_empty() {
+            missing.push("a room to ring");
+        }
+        let lines = [
+            self.line(),
+            format!("state: {state}"),
+            format!("homeserver: {homeserver}"),
+            format!("rooms: {}", rooms.join(", ")),
+            format!("last call: {last_call}"),
+            format!(
+                "missing: {}",
+                if missing.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    missing.join(", ")
+                }
+            ),
+        ];
+        // One line each, whatever a reason or a peer's name holds.
+        lines
+            .map(|l| l.replace(|c: char| c.is_control(), " "))
+            .join("\n")
+    }
+
+    /// Remembers how a call ended, with the last state it reached (who answered, if anyone).
+    fn call_ended(&mut self, now: Instant, call: &call::CallId, reason: &call::EndReason) {
+        let how = match reason {
+            call::EndReason::Hangup { reason, remote } => format!(
+                "hung up by {} ({})",
+                if *remote {
+                    "the other side"
+                } else {
+                    "the door"
+                },
+                reason.as_str()
+            ),
+            call::EndReason::Rejected => "rejected".to_owned(),
+            call::EndReason::AnsweredElsewhere => "answered elsewhere".to_owned(),
+            call::EndReason::NoAnswer => "no answer".to_owned(),
+            call::EndReason::Replaced => "replaced by the peer's call".to_owned(),
+            call::EndReason::PeerLeft => "the peer left the room".to_owned(),
+        };
+        let last = format!("{}: {how} (last state: {})", call.0, self.core);
+        self.last_call = Some((now, last));
     }
 }
 
@@ -495,6 +573,7 @@ fn dispatch(
         Output::Notice(line) => log::info!("{line}"),
         Output::CallEnded { call, reason } => {
             log::info!(call_id = call.0.as_str(); "call ended: {reason:?}");
+            status.call_ended(now, &call, &reason);
         }
         Output::Send { room, event } => {
             log::debug!(call_id = event.call_id.0.as_str(), room = room.0.as_str();
