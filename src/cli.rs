@@ -34,10 +34,17 @@ pub enum CommandLine {
     ///
     /// The password is read from `--password-file`, or asked for on the terminal (not echoed),
     /// or read as one line from standard input when that is not a terminal. It is never stored.
+    ///
+    /// It refuses when the state directory holds the stores of an earlier login without its
+    /// session, unless told to discard them.
     Login {
         /// A file whose first line is the password.
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
+        /// Remove the stores (and the end-to-end encryption keys) an earlier login left in the
+        /// state directory without a session.
+        #[arg(long)]
+        discard_store: bool,
     },
     /// List the cameras, ALSA PCMs and GPIO chips this machine has.
     Devices,
@@ -66,7 +73,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             crate::daemon::run(config)
         }
         CommandLine::Check => check(&cli.config),
-        CommandLine::Login { password_file } => login(&cli.config, password_file.as_deref()),
+        CommandLine::Login {
+            password_file,
+            discard_store,
+        } => login(&cli.config, password_file.as_deref(), discard_store),
         CommandLine::Devices => {
             devices();
             Ok(())
@@ -354,12 +364,13 @@ fn current_thread_runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::io("cannot start the runtime", None, e))
 }
 
-/// `intercom login`: asks for the password, logs in once, stores the session.
-fn login(path: &Path, password_file: Option<&Path>) -> Result<(), Error> {
+/// `intercom login`: checks it may (no session, no earlier stores unless `discard_store`), asks for the password, logs in once, stores the session.
+fn login(path: &Path, password_file: Option<&Path>, discard_store: bool) -> Result<(), Error> {
     let config = Config::load(path)?;
-    // Warnings (a stale store removed, the SDK's own) on stderr; the chatter stays quiet, and
-    // so does the SDK's report of a failed request, which the error below says better.
+    // Warnings (an earlier store discarded, the SDK's own) on stderr; the chatter stays quiet,
+    // and so does the SDK's report of a failed request, which the error below says better.
     let _ = crate::logging::init("warn,matrix_sdk::http_client=off");
+    crate::matrix::prepare_login(&config.matrix, discard_store)?;
     let password = read_password(password_file, &config.matrix.user.0)?;
     let session =
         current_thread_runtime()?.block_on(crate::matrix::login(&config.matrix, &password))?;

@@ -443,6 +443,57 @@ fn intercom_status_shows_the_door_or_says_why_it_cannot() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Logins over what an earlier one left, and as the wrong user.
+
+#[test]
+fn login_keeps_an_earlier_store_unless_told_to_discard_it() {
+    let home = Home::new("", false);
+    let store = home.state().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let keys = store.join("matrix-sdk-crypto.sqlite3");
+    std::fs::write(&keys, "an earlier device's keys").unwrap();
+    let password = home.path("password");
+    std::fs::write(&password, "secret\n").unwrap();
+    let password = password.to_str().unwrap();
+    // Refused, named, and left alone.
+    let out = home.run(&["login", "--password-file", password]);
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} holds the stores of an earlier login",
+            store.display()
+        )) && stderr.contains("intercom login --discard-store"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&keys).unwrap(),
+        "an earlier device's keys"
+    );
+    // Asked for: discarded, then the login is tried (the homeserver is down here).
+    let out = home.run(&["login", "--password-file", password, "--discard-store"]);
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("removing {} (--discard-store)", store.display()))
+            && stderr.contains("cannot log @door:localhost in on http://127.0.0.1:1"),
+        "{}",
+        text(&out)
+    );
+    // A login that fails leaves no stores behind: the next one is not refused for them.
+    assert!(!store.exists(), "the failed login left {}", store.display());
+    let out = home.run(&["login", "--password-file", password]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot log @door:localhost in"),
+        "{}",
+        text(&out)
+    );
+    assert!(!store.exists());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Every file read has a bound.
 
 #[test]
