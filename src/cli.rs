@@ -35,8 +35,10 @@ pub enum CommandLine {
     /// The password is read from `--password-file`, or asked for on the terminal (not echoed),
     /// or read as one line from standard input when that is not a terminal. It is never stored.
     ///
-    /// It refuses when the state directory holds the stores of an earlier login without its
-    /// session, unless told to discard them.
+    /// Run it as the service's user (`sudo -u intercom intercom login`): it refuses to make files
+    /// in a state directory that belongs to another user. It refuses, too, when the state
+    /// directory holds the stores of an earlier login without its session, unless told to
+    /// discard them.
     Login {
         /// A file whose first line is the password.
         #[arg(long, value_name = "FILE")]
@@ -364,12 +366,14 @@ fn current_thread_runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::io("cannot start the runtime", None, e))
 }
 
-/// `intercom login`: checks it may (no session, no earlier stores unless `discard_store`), asks for the password, logs in once, stores the session.
+/// `intercom login`: checks it may (its user owns the state directory; no session, no earlier
+/// stores unless `discard_store`), asks for the password, logs in once, stores the session.
 fn login(path: &Path, password_file: Option<&Path>, discard_store: bool) -> Result<(), Error> {
     let config = Config::load(path)?;
     // Warnings (an earlier store discarded, the SDK's own) on stderr; the chatter stays quiet,
     // and so does the SDK's report of a failed request, which the error below says better.
     let _ = crate::logging::init("warn,matrix_sdk::http_client=off");
+    owns_state_dir(&config.matrix.state_dir)?;
     crate::matrix::prepare_login(&config.matrix, discard_store)?;
     let password = read_password(password_file, &config.matrix.user.0)?;
     let session =
@@ -381,6 +385,55 @@ fn login(path: &Path, password_file: Option<&Path>, discard_store: bool) -> Resu
         crate::matrix::session_path(&config.matrix.state_dir).display()
     );
     Ok(())
+}
+
+/// Refuses to log in as one user into another user's state directory: `sudo intercom login`
+/// made a session and stores the service (another user) could not read, and it restarted in a
+/// loop. A state directory not made yet is made by this user.
+fn owns_state_dir(state: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(state) else {
+        return Ok(());
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() == me {
+        return Ok(());
+    }
+    let owner = user_name(meta.uid());
+    Err(Error::Unavailable(format!(
+        "{} belongs to {owner} (uid {}), but this runs as {} (uid {me}): the session and keys would be {}'s, which the service cannot read. Run it as the directory's owner: `sudo -u {owner} intercom login`",
+        state.display(),
+        meta.uid(),
+        user_name(me),
+        user_name(me),
+    )))
+}
+
+/// The name of user `uid`, or the number when it has none.
+fn user_name(uid: u32) -> String {
+    let mut buffer = vec![0u8; 4096];
+    // SAFETY: a zeroed passwd is a valid value to be filled in.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: the buffer and its length agree; the strings returned point into the buffer,
+    // which outlives their use below.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut entry,
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() || entry.pw_name.is_null() {
+        return uid.to_string();
+    }
+    // SAFETY: getpwuid_r succeeded: pw_name is a NUL-terminated string in the buffer.
+    unsafe { std::ffi::CStr::from_ptr(entry.pw_name) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The password: the first line of `file`; else asked on the terminal without echo; else one

@@ -493,6 +493,55 @@ fn login_keeps_an_earlier_store_unless_told_to_discard_it() {
     assert!(!store.exists());
 }
 
+#[test]
+fn login_into_another_user_s_state_directory_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("not root: giving the state directory to another user needs root; left out");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let home = Home::new("", false);
+    std::os::unix::fs::chown(home.state(), Some(NOBODY), Some(NOBODY)).unwrap();
+    // `sudo intercom login`: refused before a password is asked, nothing made.
+    let out = home.run(&["login"]);
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} belongs to nobody (uid 65534), but this runs as root (uid 0)",
+            home.state().display()
+        )) && stderr.contains("`sudo -u nobody intercom login`")
+            && !stderr.contains("password"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(std::fs::read_dir(home.state()).unwrap().count(), 0);
+    // As its owner, the login goes on (to the homeserver, down here).
+    let readable = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(home.dir.path(), readable).unwrap();
+    let readable = std::fs::Permissions::from_mode(0o644);
+    std::fs::set_permissions(home.config(), readable.clone()).unwrap();
+    let password = home.path("password");
+    std::fs::write(&password, "secret\n").unwrap();
+    std::fs::set_permissions(&password, readable).unwrap();
+    let out = intercom(&["login", "--password-file"])
+        .arg(&password)
+        .arg("--config")
+        .arg(home.config())
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot log @door:localhost in"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(std::fs::read_dir(home.state()).unwrap().count(), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Every file read has a bound.
 
