@@ -247,13 +247,13 @@ pub fn send(path: &Path, command: &str) -> Result<String, Error> {
         let shown = path.display();
         Error::Unavailable(match e.kind() {
             std::io::ErrorKind::NotFound => format!(
-                "the intercom daemon is not running: {shown} does not exist (start it: `systemctl start intercom`; is [control] socket the daemon's?)"
+                "cannot reach the intercom daemon at {shown}: no such socket: the intercom daemon is not running (start it: `systemctl start intercom`), or [control] socket names another path"
             ),
             std::io::ErrorKind::ConnectionRefused => format!(
-                "the intercom daemon is not running: nobody listens on {shown} (a socket left by a daemon that stopped)"
+                "cannot reach the intercom daemon at {shown}: nobody listens on it: the intercom daemon is not running (the socket is one a stopped daemon left)"
             ),
             std::io::ErrorKind::PermissionDenied => format!(
-                "may not use the control socket {shown}: permission denied (it is for the service's user and group: run this as root, or as a member of that group)"
+                "cannot reach the intercom daemon at {shown}: permission denied: this user may not use the control socket (it is for the service's user and group: run this as root, or as a member of that group)"
             ),
             _ => format!("cannot reach the intercom daemon at {shown}: {e}"),
         })

@@ -370,8 +370,8 @@ fn intercom_status_shows_the_door_or_says_why_it_cannot() {
     assert_eq!(out.status.code(), Some(69), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("the intercom daemon is not running")
-            && stderr.contains(&format!("{socket} does not exist")),
+        stderr.contains(&format!("{socket}: no such socket"))
+            && stderr.contains("the intercom daemon is not running"),
         "{}",
         text(&out)
     );
@@ -380,7 +380,9 @@ fn intercom_status_shows_the_door_or_says_why_it_cannot() {
     let out = status(&home, None);
     assert_eq!(out.status.code(), Some(69), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains(&format!("nobody listens on {socket}")),
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "{socket}: nobody listens on it: the intercom daemon is not running"
+        )),
         "{}",
         text(&out)
     );
@@ -430,7 +432,7 @@ fn intercom_status_shows_the_door_or_says_why_it_cannot() {
         assert_eq!(out.status.code(), Some(69), "{}", text(&out));
         assert!(
             String::from_utf8_lossy(&out.stderr).contains(&format!(
-                "may not use the control socket {socket}: permission denied"
+                "{socket}: permission denied: this user may not use the control socket"
             )),
             "{}",
             text(&out)
