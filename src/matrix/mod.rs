@@ -535,7 +535,7 @@ impl SyncLoop {
                             wall: self.started,
                             elapsed: self.started_at.elapsed(),
                         };
-                        let rooms = self.room_facts(&response);
+                        let rooms = self.room_facts(&response).await;
                         for event in translate(&response, &self.me, &since, &rooms) {
                             if !self.report(event).await {
                                 return;
@@ -572,25 +572,35 @@ impl SyncLoop {
 
     /// What the core needs to know of each room in `response`, as the store has it after the
     /// response was applied.
-    fn room_facts(&self, response: &SyncResponse) -> HashMap<String, RoomFacts> {
-        response
-            .rooms
-            .joined
-            .keys()
-            .filter_map(|id| {
-                let room = self.client.get_room(id)?;
-                let facts = RoomFacts {
+    async fn room_facts(&self, response: &SyncResponse) -> HashMap<String, RoomFacts> {
+        let mut facts = HashMap::new();
+        for id in response.rooms.joined.keys() {
+            let Some(room) = self.client.get_room(id) else {
+                continue;
+            };
+            // Counted from the member events in the store, which the door's syncs (not lazy
+            // loading members) bring whole: `joined_members_count()` reads the sync's room
+            // summary, which Synapse sends only to clients that lazy-load, and was 0 here.
+            let members = room
+                .joined_user_ids()
+                .await
+                .ok()
+                .map(|ids| ids.len() as u64)
+                .filter(|&n| n > 0);
+            facts.insert(
+                id.to_string(),
+                RoomFacts {
                     // Unknown counts as encrypted: a plaintext command is then refused rather
                     // than taken in a room that may be encrypted.
                     encrypted: !matches!(
                         room.encryption_state(),
                         matrix_sdk::EncryptionState::NotEncrypted
                     ),
-                    members: room.joined_members_count(),
-                };
-                Some((id.to_string(), facts))
-            })
-            .collect()
+                    members,
+                },
+            );
+        }
+        facts
     }
 
     /// Hands an event to the driver; false once the driver has gone.
@@ -682,7 +692,7 @@ fn translate(
         let facts = rooms.get(room_id.as_str());
         for event in &update.timeline.events {
             batch.extend(call_event(&room, event).map(|mut e| {
-                e.members = facts.map(|f| f.members);
+                e.members = facts.and_then(|f| f.members);
                 e
             }));
             let message = text_message(&room, event, me, since).map(|mut m| {
@@ -710,8 +720,8 @@ fn translate(
 /// A joined room, as the core needs to know it.
 struct RoomFacts {
     encrypted: bool,
-    /// Joined members, the door included.
-    members: u64,
+    /// Joined members, the door included, when the store knows them.
+    members: Option<u64>,
 }
 
 /// When the daemon started, to tell live messages from history.
