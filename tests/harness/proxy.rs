@@ -154,9 +154,8 @@ fn serve(client: TcpStream, upstream: u16, breaking: &Breaking) {
         }
         let status = response
             .first
-            .splitn(2, ' ')
-            .nth(1)
-            .unwrap_or("502 Bad Gateway");
+            .split_once(' ')
+            .map_or("502 Bad Gateway", |(_, status)| status);
         let mut head = format!("HTTP/1.1 {status}\r\n");
         for (name, value) in response.passed_on() {
             head.push_str(&format!("{name}: {value}\r\n"));
