@@ -28,6 +28,7 @@ use crate::rtc::{IceServer, Rtc, RtcSettings};
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), Error> {
     crate::memory::limit_arenas();
+    crate::panics::install();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -145,8 +146,11 @@ impl Snapshots {
         let mention = self.mention.clone();
         let matrix = Arc::downgrade(matrix);
         tokio::spawn(async move {
-            let jpeg =
-                tokio::task::spawn_blocking(move || crate::media::snapshot(&camera, &video)).await;
+            let jpeg = tokio::task::spawn_blocking(move || {
+                // The camera's work for a ring, like a call's: a panic costs the snapshot.
+                crate::panics::contained(|| crate::media::snapshot(&camera, &video))
+            })
+            .await;
             match jpeg {
                 Ok(Ok(still)) => {
                     log::info!(

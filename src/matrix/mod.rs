@@ -682,14 +682,14 @@ impl SyncLoop {
                             elapsed: self.started_at.elapsed(),
                         };
                         let rooms = self.room_facts(&response);
-                        for event in translate(&response, &self.me, &since, &rooms, &self.aliases)
-                        {
+                        for event in translate(&response, &self.me, &since, &rooms, &self.aliases) {
                             if !self.report(event).await {
                                 return;
                             }
                         }
                     }
                     catching_up = false;
+                    crate::panics::test_panic("sync");
                     self.answer_invites(&response).await;
                     self.prepare_encryption().await;
                 }

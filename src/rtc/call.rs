@@ -151,7 +151,7 @@ async fn open_off_runtime<T: Send + 'static>(
     std::thread::Builder::new()
         .name("device-open".to_owned())
         .spawn(move || {
-            let _ = tx.send(open());
+            let _ = tx.send(crate::panics::contained(open));
         })
         .map_err(|e| MediaError(format!("{what}: no thread to open it: {e}")))?;
     match tokio::time::timeout(limit, rx).await {
@@ -432,7 +432,7 @@ fn spawn_encoder(
             let encode = std::panic::AssertUnwindSafe(move || {
                 encode_loop(source, &jobs, &signals, &bitrate)
             });
-            if let Err(payload) = std::panic::catch_unwind(encode) {
+            if let Err(payload) = crate::panics::contained(|| std::panic::catch_unwind(encode)) {
                 let _ = panicked.send(Signal::EncoderPanicked(panic_message(payload.as_ref())));
             }
         })
@@ -557,6 +557,7 @@ impl CallTask {
     /// Carries out the call's commands until `Close` (or until [`super::Rtc`] is dropped).
     pub(super) async fn run(self, mut commands: mpsc::UnboundedReceiver<RtcCommand>) {
         let started = Instant::now();
+        crate::panics::test_panic("call");
         let (offer, video) = match commands.recv().await {
             Some(RtcCommand::CreateOffer { video }) => (None, video),
             Some(RtcCommand::CreateAnswer { offer, video }) => (Some(offer), video),

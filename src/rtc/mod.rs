@@ -255,7 +255,7 @@ impl Rtc {
                 // A panic in a call's task ends that call, not the daemon: it is caught at the
                 // task's boundary (the release build unwinds; see ARCHITECTURE.md) and
                 // reported as the call's failure, which the core hangs up.
-                if let Err(e) = tokio::spawn(task.run(rx)).await {
+                if let Err(e) = tokio::spawn(crate::panics::Contained::new(task.run(rx))).await {
                     if e.is_panic() {
                         let what = call::panic_message(e.into_panic().as_ref());
                         log::error!(call_id = id.0.as_str(); "the call's task panicked: {what}; ending the call");

@@ -349,6 +349,14 @@ impl Door {
         self.child.try_wait().map(|s| s.is_none()).unwrap_or(false)
     }
 
+    /// Waits at most `timeout` for the daemon to end by itself; how it ended.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = &mut self.child;
+        super::poll("the daemon to end", timeout, || {
+            child.try_wait().ok().flatten()
+        })
+    }
+
     pub fn control_socket(&self) -> &Path {
         &self.control
     }
