@@ -38,6 +38,30 @@ fn unit_has_what_the_daemon_relies_on() {
     assert!(config.contains(default_socket));
 }
 
+/// `intercom check` before the daemon kept the door dead whenever anything it checks was
+/// missing (the homeserver, DNS, the camera), and a broken configuration found there restarted
+/// forever (RestartPreventExitStatus applies to the main process only). The daemon starts with
+/// whatever works, and validates its configuration itself.
+#[test]
+fn the_daemon_starts_without_a_check_before_it() {
+    let (_, text) = unit();
+    let directives: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    assert!(
+        !directives.iter().any(|l| l.starts_with("ExecStartPre")),
+        "the unit runs something before the daemon"
+    );
+    let start: Vec<&&str> = directives
+        .iter()
+        .filter(|l| l.starts_with("ExecStart="))
+        .collect();
+    assert_eq!(start.len(), 1, "{start:?}");
+    assert!(start[0].contains("intercom run"), "{}", start[0]);
+}
+
 #[test]
 fn exposure_is_at_most_two() {
     let (path, _) = unit();

@@ -27,6 +27,7 @@ pub mod wire;
 use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use matrix_sdk::authentication::matrix::MatrixSession;
@@ -41,7 +42,7 @@ use matrix_sdk::ruma::serde::Raw;
 use matrix_sdk::ruma::{
     OwnedDeviceId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, TransactionId, UInt,
 };
-use matrix_sdk::store::StateStoreDataKey;
+use matrix_sdk::store::{StateStoreDataKey, StateStoreDataValue};
 use matrix_sdk::sync::SyncResponse;
 use matrix_sdk::{Client, HttpError, RoomState, SessionMeta, SessionTokens};
 use serde_json::Value;
@@ -112,6 +113,9 @@ pub enum MatrixEvent {
     /// Syncing started failing (sent once, until the next [`MatrixEvent::Online`]); the loop
     /// keeps retrying with backoff.
     Offline(String),
+    /// The configured room aliases the homeserver could not resolve, each with why (sent when
+    /// the list changes; empty once every alias is resolved). Their rooms are not rung.
+    Unresolved(Vec<(String, String)>),
 }
 
 /// TURN servers offered by the homeserver (`/voip/turnServer`). `Debug` hides the password.
@@ -142,6 +146,7 @@ pub struct Matrix {
     config: MatrixConfig,
     identity: Identity,
     rooms: Vec<RoomId>,
+    aliases: Aliases,
     outbox: mpsc::UnboundedSender<(RoomId, Outgoing)>,
     /// The sending queue's task: done once every queued event was sent or given up.
     sending: tokio::task::JoinHandle<()>,
@@ -217,8 +222,8 @@ pub async fn login(config: &MatrixConfig, password: &str) -> Result<Session, Err
     Ok(session)
 }
 
-/// Restores the stored session (never a new device), resolves the configured room aliases, and
-/// starts the sending queue. Needs the homeserver only to resolve aliases.
+/// Restores the stored session (never a new device) and starts the sending queue. Needs no
+/// homeserver: room aliases are resolved once it answers (see [`Aliases`]).
 pub async fn connect(config: &MatrixConfig) -> Result<Matrix, Error> {
     let session = Session::load(&session_path(&config.state_dir))?;
     if session.homeserver != config.homeserver.0 || session.user_id != config.user.0 {
@@ -234,13 +239,16 @@ pub async fn connect(config: &MatrixConfig) -> Result<Matrix, Error> {
     )
     .await?;
     restore(&client, &session).await?;
-    let mut rooms = Vec::new();
-    for room in &config.rooms {
-        rooms.push(resolve(&client, room).await?);
-    }
+    let rooms = config.rooms.iter().map(|r| RoomId(r.0.clone())).collect();
+    let aliases = Aliases::new(&config.rooms);
     let (outbox, queue) = mpsc::unbounded_channel();
     let (synced, _) = watch::channel(false);
-    let sending = tokio::spawn(dispatch(client.clone(), queue, synced.subscribe()));
+    let sending = tokio::spawn(dispatch(
+        client.clone(),
+        queue,
+        synced.subscribe(),
+        aliases.clone(),
+    ));
     Ok(Matrix {
         client,
         config: config.clone(),
@@ -249,10 +257,88 @@ pub async fn connect(config: &MatrixConfig) -> Result<Matrix, Error> {
             party: PartyId(session.device_id),
         },
         rooms,
+        aliases,
         outbox,
         sending,
         synced,
     })
+}
+
+/// The configured room aliases and the room ids the homeserver gave for them.
+///
+/// The core knows a room given as an alias by the alias itself: it is resolved when the
+/// homeserver first answers (by the sync loop, and by a send that needs it first), not at start,
+/// so that the door starts and serves whatever works while the homeserver is down. Events from
+/// the resolved room reach the core under the alias; events for the alias go to the room id.
+#[derive(Clone, Default)]
+struct Aliases(Arc<Mutex<HashMap<String, Option<OwnedRoomId>>>>);
+
+impl Aliases {
+    fn new(rooms: &[RoomRef]) -> Aliases {
+        let aliases = rooms
+            .iter()
+            .filter(|r| r.0.starts_with('#'))
+            .map(|r| (r.0.clone(), None))
+            .collect();
+        Aliases(Arc::new(Mutex::new(aliases)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<OwnedRoomId>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The aliases not resolved yet.
+    fn unresolved(&self) -> Vec<String> {
+        let mut left: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, id)| id.is_none())
+            .map(|(alias, _)| alias.clone())
+            .collect();
+        left.sort();
+        left
+    }
+
+    /// The room id of `room` (a room id already, or a configured alias), asking the homeserver
+    /// when the alias is not resolved yet.
+    async fn room_id(&self, client: &Client, room: &RoomId) -> Result<OwnedRoomId, Failure> {
+        if !room.0.starts_with('#') {
+            return OwnedRoomId::try_from(room.0.as_str())
+                .map_err(|e| Failure::Permanent(format!("not a room id: {e}")));
+        }
+        if let Some(Some(id)) = self.lock().get(&room.0) {
+            return Ok(id.clone());
+        }
+        self.resolve(client, &room.0)
+            .await
+            .map_err(Failure::Transient)
+    }
+
+    /// Asks the homeserver for `alias`'s room id and remembers it.
+    async fn resolve(&self, client: &Client, alias: &str) -> Result<OwnedRoomId, String> {
+        let parsed = OwnedRoomAliasId::try_from(alias)
+            .map_err(|e| format!("room alias {alias} is not valid: {e}"))?;
+        let response = client
+            .resolve_room_alias(&parsed)
+            .await
+            .map_err(|e| format!("cannot resolve the room alias {alias}: {}", describe(&e)))?;
+        let id = response.room_id;
+        let mut table = self.lock();
+        if !matches!(table.get(alias), Some(Some(known)) if *known == id) {
+            log::info!(room = id.as_str(); "room alias {alias} is {id}");
+        }
+        table.insert(alias.to_owned(), Some(id.clone()));
+        Ok(id)
+    }
+
+    /// How the core knows the room `id`: by its configured alias when it has one.
+    fn core_room(&self, id: &str) -> RoomId {
+        let table = self.lock();
+        let alias = table
+            .iter()
+            .find(|(_, resolved)| resolved.as_ref().is_some_and(|r| r.as_str() == id));
+        RoomId(alias.map_or(id, |(alias, _)| alias.as_str()).to_owned())
+    }
 }
 
 impl Matrix {
@@ -271,7 +357,8 @@ impl Matrix {
         self.identity.clone()
     }
 
-    /// The configured rooms, aliases resolved to room ids, in the configuration's order.
+    /// The configured rooms, in the configuration's order: room ids, and aliases as they are
+    /// (the adapter translates them; see [`Aliases`]).
     pub fn rooms(&self) -> Vec<RoomId> {
         self.rooms.clone()
     }
@@ -306,10 +393,15 @@ impl Matrix {
     ) {
         let client = self.client.clone();
         let mut synced = self.synced.subscribe();
+        let aliases = self.aliases.clone();
         tokio::spawn(async move {
             let mut backoff = MIN_BACKOFF;
             for attempt in 1..=SEND_ATTEMPTS {
-                let sent = snapshot::post(&client, &room, &jpeg, size, &mention, &mut synced).await;
+                let target = Target {
+                    client: &client,
+                    aliases: &aliases,
+                };
+                let sent = snapshot::post(target, &room, &jpeg, size, &mention, &mut synced).await;
                 let r = room.0.as_str();
                 match sent {
                     Ok(to) => {
@@ -349,6 +441,7 @@ impl Matrix {
             accept_invites: self.config.accept_invites,
             allow: self.config.allow.iter().map(|u| u.0.clone()).collect(),
             synced: self.synced.clone(),
+            aliases: self.aliases.clone(),
             events,
             started: std::time::SystemTime::now(),
             started_at: std::time::Instant::now(),
@@ -477,6 +570,7 @@ struct SyncLoop {
     accept_invites: bool,
     allow: Vec<String>,
     synced: watch::Sender<bool>,
+    aliases: Aliases,
     events: mpsc::Sender<MatrixEvent>,
     /// When the loop started: messages sent before are history.
     started: std::time::SystemTime,
@@ -500,6 +594,10 @@ impl SyncLoop {
         };
         let mut online = None;
         let mut backoff = MIN_BACKOFF;
+        let mut reported_unresolved = Vec::new();
+        // Past a response that was skipped (see `Unreadable`): where the next sync starts.
+        let mut resume: Option<String> = None;
+        let mut warned = std::collections::HashSet::new();
         loop {
             // Long-poll only while online: the first sync, and the first after a failure, return
             // at once, so that sending can start and recovery is reported without delay.
@@ -508,15 +606,55 @@ impl SyncLoop {
             } else {
                 Duration::ZERO
             };
-            let settings = SyncSettings::default()
+            let mut settings = SyncSettings::default()
                 .timeout(timeout)
                 .filter(sync_filter());
+            if let Some(token) = &resume {
+                settings = settings.token(token.clone());
+            }
             let result = tokio::select! {
                 r = self.client.sync_once(settings) => r,
                 () = self.events.closed() => return,
             };
+            let result = match result {
+                Err(e) if is_unreadable(&e) => {
+                    let since = match &resume {
+                        Some(token) => Some(token.clone()),
+                        None => self.stored_token().await,
+                    };
+                    let unreadable = tokio::select! {
+                        u = Unreadable::fetch(&self.client, since.as_deref()) => u,
+                        () = self.events.closed() => return,
+                    };
+                    match unreadable {
+                        Ok(Some(skipped)) => {
+                            if warned.insert(skipped.parts.clone()) {
+                                log::warn!(
+                                    "skipped a sync response matrix-sdk cannot read ({e}; in {}), with what it carried ({}): syncing on from the next one",
+                                    skipped.parts, skipped.carried
+                                );
+                            } else {
+                                log::debug!(
+                                    "skipped another unreadable sync response (in {})",
+                                    skipped.parts
+                                );
+                            }
+                            resume = Some(skipped.next_batch);
+                            continue;
+                        }
+                        // It reads now: the failure was the transfer's. The next sync tries again.
+                        Ok(None) => Err(e),
+                        Err(why) => {
+                            log::debug!("cannot look at the unreadable sync response: {why}");
+                            Err(e)
+                        }
+                    }
+                }
+                other => other,
+            };
             match result {
                 Ok(response) => {
+                    resume = None;
                     backoff = MIN_BACKOFF;
                     self.synced.send_replace(true);
                     if online != Some(true) {
@@ -528,6 +666,14 @@ impl SyncLoop {
                             return;
                         }
                     }
+                    // Before the events: they reach the core under the rooms' aliases.
+                    let unresolved = self.resolve_aliases().await;
+                    if unresolved != reported_unresolved {
+                        reported_unresolved.clone_from(&unresolved);
+                        if !self.report(MatrixEvent::Unresolved(unresolved)).await {
+                            return;
+                        }
+                    }
                     if catching_up {
                         log::info!("first sync of this store: its history is not looked at");
                     } else {
@@ -536,13 +682,14 @@ impl SyncLoop {
                             elapsed: self.started_at.elapsed(),
                         };
                         let rooms = self.room_facts(&response).await;
-                        for event in translate(&response, &self.me, &since, &rooms) {
+                        for event in translate(&response, &self.me, &since, &rooms, &self.aliases) {
                             if !self.report(event).await {
                                 return;
                             }
                         }
                     }
                     catching_up = false;
+                    crate::panics::test_panic("sync");
                     self.answer_invites(&response).await;
                     self.prepare_encryption().await;
                 }
@@ -603,6 +750,31 @@ impl SyncLoop {
         facts
     }
 
+    /// The sync token the store holds (where `sync_once` starts by default).
+    async fn stored_token(&self) -> Option<String> {
+        match self
+            .client
+            .state_store()
+            .get_kv_data(StateStoreDataKey::SyncToken)
+            .await
+        {
+            Ok(Some(StateStoreDataValue::SyncToken(token))) => Some(token),
+            _ => None,
+        }
+    }
+
+    /// Resolves the configured aliases not resolved yet; returns those that still fail, with
+    /// why. Tried again after every sync until they resolve.
+    async fn resolve_aliases(&self) -> Vec<(String, String)> {
+        let mut failed = Vec::new();
+        for alias in self.aliases.unresolved() {
+            if let Err(why) = self.aliases.resolve(&self.client, &alias).await {
+                failed.push((alias, why));
+            }
+        }
+        failed
+    }
+
     /// Hands an event to the driver; false once the driver has gone.
     async fn report(&self, event: MatrixEvent) -> bool {
         self.events.send(event).await.is_ok()
@@ -656,6 +828,160 @@ impl SyncLoop {
     }
 }
 
+/// Whether a sync failed because its response could not be read (it came, but matrix-sdk's
+/// types do not take it), rather than because the homeserver could not be reached.
+fn is_unreadable(e: &matrix_sdk::Error) -> bool {
+    let matrix_sdk::Error::Http(http) = e else {
+        return false;
+    };
+    matches!(http.as_ref(), HttpError::Api(api) if matches!(**api, FromHttpResponseError::Deserialization(_)))
+}
+
+/// A sync response that matrix-sdk cannot read, skipped.
+///
+/// matrix-sdk stores nothing of a sync whose response it cannot read, so every following sync
+/// asks with the same `since` token and gets the same response again: one bad response (one
+/// room's broken update, a proxy's mangling) would keep the door offline for good. Syncing
+/// without the token, or with another filter, is no way out: it replays history. So the
+/// response is fetched once more as plain JSON, with exactly the request `sync_once` makes (no
+/// long poll); if it still does not read, its `next_batch` is where the next sync starts, and
+/// what it carried is lost: the events of its rooms (the door's calls and commands in them
+/// included; an invite lost this way rings nothing, an answer lost ends the call by its
+/// timeout), and to-device messages (room keys: later events of those sessions stay
+/// undecryptable) and device-list changes, which the homeserver does not send again. A response
+/// that reads the second time was a failed transfer: the sync is simply tried again. One
+/// without a `next_batch` cannot be skipped: the loop keeps retrying it, as after a network
+/// error. Logged once for each part found unreadable.
+struct Unreadable {
+    next_batch: String,
+    /// Which parts do not read ("rooms.join.!abc:example.org", or "the response").
+    parts: String,
+    /// What it carried, in counts.
+    carried: String,
+}
+
+impl Unreadable {
+    /// Fetches the response for `since` again; `Ok(None)` when it reads this time.
+    async fn fetch(client: &Client, since: Option<&str>) -> Result<Option<Unreadable>, String> {
+        use matrix_sdk::reqwest;
+        use matrix_sdk::ruma::api::auth_scheme::SendAccessToken;
+        use matrix_sdk::ruma::api::{MatrixVersion, OutgoingRequest, SupportedVersions};
+
+        let mut request = sync_events::v3::Request::new();
+        request.filter = Some(sync_filter());
+        request.since = since.map(str::to_owned);
+        request.timeout = Some(Duration::ZERO);
+        // As `sync_once` asks.
+        request.use_state_after = true;
+        let token = client.access_token().ok_or("no access token")?;
+        let versions = SupportedVersions {
+            versions: [MatrixVersion::V1_1].into(),
+            features: Default::default(),
+        };
+        let http_request = request
+            .try_into_http_request::<Vec<u8>>(
+                client.homeserver().as_str(),
+                SendAccessToken::IfRequired(&token),
+                std::borrow::Cow::Owned(versions),
+            )
+            .map_err(|e| e.to_string())?;
+        let http_request = reqwest::Request::try_from(http_request).map_err(|e| e.to_string())?;
+        let response =
+            tokio::time::timeout(REQUEST_TIMEOUT, client.http_client().execute(http_request))
+                .await
+                .map_err(|_| "no answer in time".to_owned())?
+                .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = tokio::time::timeout(REQUEST_TIMEOUT, response.bytes())
+            .await
+            .map_err(|_| "no answer in time".to_owned())?
+            .map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("the homeserver answered {status}"));
+        }
+        if reads(&body).is_ok() {
+            return Ok(None);
+        }
+        let value: Value = serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))?;
+        let next_batch = value["next_batch"]
+            .as_str()
+            .ok_or("it has no next_batch to sync on from")?
+            .to_owned();
+        Ok(Some(Unreadable {
+            parts: unreadable_parts(&value, &next_batch),
+            carried: carried(&value),
+            next_batch,
+        }))
+    }
+}
+
+/// Whether a sync response's body reads as matrix-sdk reads it.
+fn reads(body: &[u8]) -> Result<(), String> {
+    use matrix_sdk::ruma::api::IncomingResponse;
+    use matrix_sdk::ruma::exports::http;
+    let response = http::Response::new(body);
+    sync_events::v3::Response::try_from_http_response(response)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// The parts of an unreadable response that do not read on their own: each room's update, each
+/// other top-level section.
+fn unreadable_parts(value: &Value, next_batch: &str) -> String {
+    let alone = |key: &str, part: Value| {
+        let mut probe = serde_json::json!({ "next_batch": next_batch });
+        probe[key] = part;
+        reads(&serde_json::to_vec(&probe).unwrap_or_default()).is_err()
+    };
+    let mut parts = Vec::new();
+    if let Some(top) = value.as_object() {
+        for (key, section) in top {
+            match (key.as_str(), section.as_object()) {
+                ("next_batch", _) => {}
+                ("rooms", Some(kinds)) => {
+                    for (kind, rooms) in kinds {
+                        for (room, update) in rooms.as_object().into_iter().flatten() {
+                            let part =
+                                serde_json::json!({ kind.as_str(): { room.as_str(): update } });
+                            if alone("rooms", part) {
+                                parts.push(format!("rooms.{kind}.{room}"));
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    if alone(key, section.clone()) {
+                        parts.push(key.clone());
+                    }
+                }
+            }
+        }
+    }
+    if parts.is_empty() {
+        "the response".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// What a sync response carried, in counts: rooms with updates, timeline events, to-device
+/// messages.
+fn carried(value: &Value) -> String {
+    let rooms = &value["rooms"];
+    let mut updates = 0;
+    let mut events = 0;
+    for kind in ["join", "invite", "leave", "knock"] {
+        for update in rooms[kind].as_object().into_iter().flat_map(|r| r.values()) {
+            updates += 1;
+            events += update["timeline"]["events"].as_array().map_or(0, Vec::len);
+        }
+    }
+    let to_device = value["to_device"]["events"].as_array().map_or(0, Vec::len);
+    format!(
+        "{updates} room update(s), {events} timeline event(s), {to_device} to-device message(s)"
+    )
+}
+
 /// What the door syncs: everything, with room for a burst of call events (candidates come in
 /// many events) in one response, where the homeserver's default would cut the timeline at 10.
 fn sync_filter() -> sync_events::v3::Filter {
@@ -671,6 +997,7 @@ fn translate(
     me: &str,
     since: &Since,
     rooms: &HashMap<String, RoomFacts>,
+    aliases: &Aliases,
 ) -> Vec<MatrixEvent> {
     let mut batch = Vec::new();
     let mut messages = Vec::new();
@@ -688,7 +1015,7 @@ fn translate(
         }
     };
     for (room_id, update) in &response.rooms.joined {
-        let room = RoomId(room_id.to_string());
+        let room = aliases.core_room(room_id.as_str());
         let facts = rooms.get(room_id.as_str());
         for event in &update.timeline.events {
             batch.extend(call_event(&room, event).map(|mut e| {
@@ -890,12 +1217,19 @@ async fn dispatch(
     client: Client,
     mut queue: mpsc::UnboundedReceiver<(RoomId, Outgoing)>,
     synced: watch::Receiver<bool>,
+    aliases: Aliases,
 ) {
     let mut rooms = HashMap::new();
     while let Some((room, event)) = queue.recv().await {
         let (sender, _) = rooms.entry(room.clone()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            let task = tokio::spawn(send_room(client.clone(), room, rx, synced.clone()));
+            let task = tokio::spawn(send_room(
+                client.clone(),
+                aliases.clone(),
+                room,
+                rx,
+                synced.clone(),
+            ));
             (tx, task)
         });
         // A room sender ends only when its channel closes, which only this loop does.
@@ -911,6 +1245,7 @@ async fn dispatch(
 /// Sends one room's events, in order.
 async fn send_room(
     client: Client,
+    aliases: Aliases,
     room: RoomId,
     mut queue: mpsc::UnboundedReceiver<Outgoing>,
     mut synced: watch::Receiver<bool>,
@@ -931,7 +1266,11 @@ async fn send_room(
         let txn = TransactionId::new();
         let mut backoff = MIN_BACKOFF;
         for attempt in 1..=SEND_ATTEMPTS {
-            match send_one(&client, &room, event_type, &content, &txn, &mut synced).await {
+            let target = Target {
+                client: &client,
+                aliases: &aliases,
+            };
+            match send_one(target, &room, event_type, &content, &txn, &mut synced).await {
                 Ok(()) => {
                     log::debug!(call_id, room = room.0.as_str(); "sent {event_type} to {}", room.0);
                     break;
@@ -968,15 +1307,22 @@ enum Failure {
     Transient(String),
 }
 
+/// Where events go: the client, and how it finds the rooms the core names.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    client: &'a Client,
+    aliases: &'a Aliases,
+}
+
 async fn send_one(
-    client: &Client,
+    target: Target<'_>,
     room: &RoomId,
     event_type: &str,
     content: &Value,
     txn: &TransactionId,
     synced: &mut watch::Receiver<bool>,
 ) -> Result<(), Failure> {
-    let joined = joined_room(client, room, synced).await?;
+    let joined = joined_room(target, room, synced).await?;
     joined
         .send_raw(event_type, content.clone())
         .with_transaction_id(txn)
@@ -987,12 +1333,12 @@ async fn send_one(
 
 /// The room, once the door is joined to it.
 async fn joined_room(
-    client: &Client,
+    target: Target<'_>,
     room: &RoomId,
     synced: &mut watch::Receiver<bool>,
 ) -> Result<matrix_sdk::Room, Failure> {
-    let room_id = OwnedRoomId::try_from(room.0.as_str())
-        .map_err(|e| Failure::Permanent(format!("not a room id: {e}")))?;
+    let client = target.client;
+    let room_id = target.aliases.room_id(client, room).await?;
     if client.get_room(&room_id).is_none() && !*synced.borrow() {
         // A fresh store learns the door's rooms from the first sync.
         let _ = tokio::time::timeout(FIRST_SYNC_WAIT, synced.wait_for(|s| *s)).await;
