@@ -6,7 +6,7 @@
 //! of their events is handed on as a `log` record and passes the same filter.
 
 use std::io::Write;
-use std::time::Instant;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{Log, Metadata, Record};
 
@@ -52,17 +52,43 @@ impl<S: Log> Log for Filtered<S> {
     }
 }
 
-/// Readable lines on stderr: time since start, level, target, message, key-values.
-pub struct Stderr {
-    start: Instant,
+/// Readable lines on stderr: the wall-clock time (UTC, to match the homeserver's and the
+/// phone's logs), level, target, message, key-values.
+#[derive(Default)]
+pub struct Stderr;
+
+/// `t` in UTC as RFC 3339 with milliseconds: `2026-12-06T07:41:03.123Z`.
+pub fn rfc3339_utc(t: SystemTime) -> String {
+    let ms: i128 = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i128,
+        Err(e) => -(e.duration().as_millis() as i128),
+    };
+    let (days, ms) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (year, month, day) = civil_from_days(days as i64);
+    let secs = ms / 1000;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        ms % 1000
+    )
 }
 
-impl Default for Stderr {
-    fn default() -> Self {
-        Stderr {
-            start: Instant::now(),
-        }
-    }
+/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`): eras of 400 years, years starting in March so that the leap day ends
+/// them.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March first
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 struct KvLine(String);
@@ -85,12 +111,10 @@ impl Log for Stderr {
     fn log(&self, record: &Record) {
         let mut kv = KvLine(String::new());
         let _ = record.key_values().visit(&mut kv);
-        let t = self.start.elapsed();
         let _ = writeln!(
             std::io::stderr().lock(),
-            "[{:>4}.{:03}s {:<5} {}] {}{}",
-            t.as_secs(),
-            t.subsec_millis(),
+            "[{} {:<5} {}] {}{}",
+            rfc3339_utc(SystemTime::now()),
             record.level(),
             record.target(),
             record.args(),
