@@ -602,8 +602,22 @@ impl SyncLoop {
     /// the first sync, and after the door joins one), so that the next sync starts by asking for
     /// the members' device keys. Otherwise matrix-sdk does both when the first event is sent
     /// into the room: the first ring would wait for two more requests to the homeserver.
+    ///
+    /// First, it asks for the encryption state of each room whose state matrix-sdk does not know:
+    /// a sync never says that a room is not encrypted, and the core refuses a plaintext `!open`
+    /// in a room that may be (a plain room's first `!open` after a start was refused).
     async fn prepare_encryption(&self) {
         for room in self.client.joined_rooms() {
+            if matches!(
+                room.encryption_state(),
+                matrix_sdk::EncryptionState::Unknown
+            ) {
+                let id = room.room_id().to_string();
+                // Asked again after the next sync if this fails.
+                if let Err(e) = room.request_encryption_state().await {
+                    log::debug!(room = id.as_str(); "cannot ask whether {id} is encrypted: {e}");
+                }
+            }
             if room.are_members_synced() || !room.encryption_state().is_encrypted() {
                 continue;
             }
