@@ -364,6 +364,6 @@ pub fn init(filter: &str) -> Result<(), String> {
             .with_syslog_identifier("intercom".to_owned());
         Filtered::new(&spec, journal)?.install()
     } else {
-        Filtered::new(&spec, Stderr::default())?.install()
+        Filtered::new(&spec, Stderr)?.install()
     }
 }

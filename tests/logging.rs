@@ -10,9 +10,12 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use intercom::logging::{rfc3339_utc, Admit, Filtered, Limiter, AUDIT, BURST};
 use log::{Level, Log, Record};
 
-/// (target, message, key-values, level) of every record the sink got.
+/// (target, message, key-values, level) of one record.
+type Got = (String, String, String, Level);
+
+/// Every record the sink got.
 #[derive(Clone, Default)]
-struct Memory(Arc<Mutex<Vec<(String, String, String, Level)>>>);
+struct Memory(Arc<Mutex<Vec<Got>>>);
 
 impl log::Log for Memory {
     fn enabled(&self, _: &log::Metadata) -> bool {
