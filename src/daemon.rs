@@ -545,10 +545,11 @@ fn dispatch(
 ) {
     match output {
         Output::OpenDoor { by } => {
+            // Audit lines: logged whatever the filter, never held back.
             if panel.open_door(now) {
-                log::info!("door opened by {by}");
+                log::info!(target: crate::logging::AUDIT, "door opened by {by}");
             } else {
-                log::info!("door: {by}'s open merged into the pulse under way");
+                log::info!(target: crate::logging::AUDIT, "door: {by}'s open merged into the pulse under way");
             }
         }
         Output::Post { room, text } => out.matrix.post_text(room, text),

@@ -25,6 +25,8 @@ fn unit_has_what_the_daemon_relies_on() {
         "PrivateTmp=yes",
         "NoNewPrivileges=yes",
         "DevicePolicy=closed",
+        "LogRateLimitIntervalSec=30s",
+        "LogRateLimitBurst=10000",
     ] {
         assert!(text.lines().any(|l| l.trim() == line), "missing {line}");
     }

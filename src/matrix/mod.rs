@@ -35,7 +35,6 @@ use matrix_sdk::config::{RequestConfig, SyncSettings};
 use matrix_sdk::deserialized_responses::{TimelineEvent, TimelineEventKind};
 use matrix_sdk::ruma::api::client::filter::FilterDefinition;
 use matrix_sdk::ruma::api::client::sync::sync_events;
-use matrix_sdk::ruma::api::client::voip::get_turn_server_info;
 use matrix_sdk::ruma::api::error::{ErrorKind, FromHttpResponseError};
 use matrix_sdk::ruma::events::AnySyncTimelineEvent;
 use matrix_sdk::ruma::serde::Raw;
@@ -542,15 +541,24 @@ async fn resolve(client: &Client, room: &RoomRef) -> Result<RoomId, Error> {
 
 /// `/voip/turnServer`. A homeserver without TURN answers `{}` (or no URIs): `None`.
 async fn turn_servers(client: &Client) -> Result<Option<TurnServers>, Error> {
-    match client.send(get_turn_server_info::v3::Request::new()).await {
+    match client.send(turn_server::Request::default()).await {
         Ok(r) if r.uris.is_empty() => Ok(None),
-        Ok(r) => Ok(Some(TurnServers {
-            uris: r.uris,
-            username: r.username,
-            password: r.password,
-            ttl: r.ttl,
+        Ok(turn_server::Response {
+            uris,
+            username: Some(username),
+            password: Some(password),
+            ttl: Some(ttl),
+        }) => Ok(Some(TurnServers {
+            uris,
+            username,
+            password,
+            ttl: Duration::from_secs(ttl),
         })),
-        Err(HttpError::Api(e)) if matches!(*e, FromHttpResponseError::Deserialization(_)) => {
+        Ok(r) => {
+            log::warn!(
+                "the homeserver offers TURN servers {:?} without credentials (username, password and ttl): calls use direct connections only",
+                r.uris
+            );
             Ok(None)
         }
         Err(e) if e.client_api_error_kind() == Some(&ErrorKind::Unrecognized) => Ok(None),
@@ -558,6 +566,74 @@ async fn turn_servers(client: &Client) -> Result<Option<TurnServers>, Error> {
             "cannot get TURN servers from the homeserver: {}",
             describe(&e)
         ))),
+    }
+}
+
+/// `GET /voip/turnServer` with every field of the answer optional. Most homeservers without
+/// TURN answer `{}`, which ruma's own response type cannot read, and matrix-sdk logs every
+/// response it cannot read as an error: here `{}` is simply no TURN. The request and the error
+/// answers are ruma's.
+mod turn_server {
+    use matrix_sdk::ruma::api::client::voip::get_turn_server_info::v3 as ruma_turn;
+    use matrix_sdk::ruma::api::error::{FromHttpResponseError, IntoHttpError};
+    use matrix_sdk::ruma::api::{
+        auth_scheme::AuthScheme, path_builder::PathBuilder, EndpointError, IncomingResponse,
+        Metadata, OutgoingRequest,
+    };
+    use matrix_sdk::ruma::exports::{bytes::BufMut, http};
+
+    #[derive(Clone, Debug, Default)]
+    pub struct Request {}
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    pub struct Response {
+        #[serde(default)]
+        pub uris: Vec<String>,
+        pub username: Option<String>,
+        pub password: Option<String>,
+        /// Seconds.
+        pub ttl: Option<u64>,
+    }
+
+    impl Metadata for Request {
+        const METHOD: http::Method = ruma_turn::Request::METHOD;
+        const RATE_LIMITED: bool = ruma_turn::Request::RATE_LIMITED;
+        type Authentication = <ruma_turn::Request as Metadata>::Authentication;
+        type PathBuilder = <ruma_turn::Request as Metadata>::PathBuilder;
+        const PATH_BUILDER: Self::PathBuilder = ruma_turn::Request::PATH_BUILDER;
+    }
+
+    impl OutgoingRequest for Request {
+        type EndpointError = <ruma_turn::Request as OutgoingRequest>::EndpointError;
+        type IncomingResponse = Response;
+
+        fn try_into_http_request<T: Default + BufMut + AsRef<[u8]>>(
+            self,
+            base_url: &str,
+            authentication_input: <Self::Authentication as AuthScheme>::Input<'_>,
+            path_builder_input: <Self::PathBuilder as PathBuilder>::Input<'_>,
+        ) -> Result<http::Request<T>, IntoHttpError> {
+            ruma_turn::Request::new().try_into_http_request(
+                base_url,
+                authentication_input,
+                path_builder_input,
+            )
+        }
+    }
+
+    impl IncomingResponse for Response {
+        type EndpointError = <ruma_turn::Request as OutgoingRequest>::EndpointError;
+
+        fn try_from_http_response<T: AsRef<[u8]>>(
+            response: http::Response<T>,
+        ) -> Result<Self, FromHttpResponseError<Self::EndpointError>> {
+            if response.status().as_u16() >= 400 {
+                return Err(FromHttpResponseError::Server(
+                    Self::EndpointError::from_http_response(response),
+                ));
+            }
+            Ok(serde_json::from_slice(response.body().as_ref())?)
+        }
     }
 }
 
@@ -784,8 +860,22 @@ impl SyncLoop {
     /// the first sync, and after the door joins one), so that the next sync starts by asking for
     /// the members' device keys. Otherwise matrix-sdk does both when the first event is sent
     /// into the room: the first ring would wait for two more requests to the homeserver.
+    ///
+    /// First, it asks for the encryption state of each room whose state matrix-sdk does not know:
+    /// a sync never says that a room is not encrypted, and the core refuses a plaintext `!open`
+    /// in a room that may be (a plain room's first `!open` after a start was refused).
     async fn prepare_encryption(&self) {
         for room in self.client.joined_rooms() {
+            if matches!(
+                room.encryption_state(),
+                matrix_sdk::EncryptionState::Unknown
+            ) {
+                let id = room.room_id().to_string();
+                // Asked again after the next sync if this fails.
+                if let Err(e) = room.request_encryption_state().await {
+                    log::debug!(room = id.as_str(); "cannot ask whether {id} is encrypted: {e}");
+                }
+            }
             if room.are_members_synced() || !room.encryption_state().is_encrypted() {
                 continue;
             }
@@ -1018,7 +1108,7 @@ fn translate(
         let room = aliases.core_room(room_id.as_str());
         let facts = rooms.get(room_id.as_str());
         for event in &update.timeline.events {
-            batch.extend(call_event(&room, event).map(|mut e| {
+            batch.extend(call_event(&room, event, me).map(|mut e| {
                 e.members = facts.and_then(|f| f.members);
                 e
             }));
@@ -1118,16 +1208,17 @@ fn text_message(
     })
 }
 
-/// A timeline event as a call event, when it is one.
-fn call_event(room: &RoomId, event: &TimelineEvent) -> Option<ReceivedEvent> {
+/// A timeline event as a call event, when it is one. The warnings name their `sender` and
+/// `kind`, so that the log holds back a flood of them from one member.
+fn call_event(room: &RoomId, event: &TimelineEvent, me: &str) -> Option<ReceivedEvent> {
     let raw = event.raw();
     let event_type = raw.get_field::<String>("type").ok().flatten()?;
+    let sender = raw.get_field::<String>("sender").ok().flatten();
+    let sender = sender.as_deref().unwrap_or("an unknown sender");
     if let TimelineEventKind::UnableToDecrypt { utd_info, .. } = &event.kind {
-        let sender = raw.get_field::<String>("sender").ok().flatten();
         log::warn!(
-            room = room.0.as_str();
-            "cannot decrypt an event from {} in {}: skipped ({:?})",
-            sender.as_deref().unwrap_or("an unknown sender"),
+            room = room.0.as_str(), sender = sender, kind = "undecryptable events";
+            "cannot decrypt an event from {sender} in {}: skipped ({:?})",
             room.0,
             utd_info.reason
         );
@@ -1136,24 +1227,30 @@ fn call_event(room: &RoomId, event: &TimelineEvent) -> Option<ReceivedEvent> {
     if !wire::is_call_event_type(&event_type) {
         return None;
     }
+    let kind = format!("malformed {event_type} events");
     let value: Value = match serde_json::from_str(raw.json().get()) {
         Ok(v) => v,
         Err(e) => {
-            log::warn!(room = room.0.as_str(); "dropping a {event_type} event in {}: {e}", room.0);
+            log::warn!(room = room.0.as_str(), sender = sender, kind = kind.as_str();
+                "dropping a {event_type} event from {sender} in {}: {e}", room.0);
             return None;
         }
     };
-    // When it came, and how long after the homeserver had it: the time the sync took.
-    log::debug!(
-        room = room.0.as_str();
-        "received {event_type} from {} ({} ms after the homeserver had it)",
-        value["sender"].as_str().unwrap_or("?"),
-        value["unsigned"]["age"].as_i64().unwrap_or(-1)
-    );
+    // When it came, and how long after the homeserver had it: the time the sync took. The
+    // door's own events coming back are no news.
+    if sender != me {
+        log::debug!(
+            room = room.0.as_str();
+            "received {event_type} from {sender} ({} ms after the homeserver had it)",
+            value["unsigned"]["age"].as_i64().unwrap_or(-1)
+        );
+    }
     match wire::from_wire(room, &value, event.encryption_info().is_some()) {
         Ok(received) => received,
         Err(e) => {
-            log::warn!(room = room.0.as_str(); "dropping a call event in {}: {e}", room.0);
+            // `e` names the event type and the sender.
+            log::warn!(room = room.0.as_str(), sender = sender, kind = kind.as_str();
+                "dropping a call event in {}: {e}", room.0);
             None
         }
     }

@@ -368,6 +368,23 @@ impl Door {
             .status();
         self.child.wait().map(|s| s.success()).unwrap_or(false)
     }
+
+    /// SIGTERM, then waits; returns whether it exited 0, and every line it logged.
+    pub fn stop_with_log(mut self) -> (bool, Vec<String>) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let ok = self.child.wait().map(|s| s.success()).unwrap_or(false);
+        // The reader ends at the end of stderr, which the exit closed (bounded all the same).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Ok(line) = self
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.lines.push(line);
+        }
+        (ok, std::mem::take(&mut self.lines))
+    }
 }
 
 impl Drop for Door {
