@@ -1015,6 +1015,7 @@ impl Config {
                 }
             }
         }
+        self.validate_names(doc)?;
         if let Err(e) = env_filter::Builder::new().try_parse(&self.log.filter) {
             return Err(doc.at("log.filter", &format!("not a RUST_LOG filter: {e}")));
         }
@@ -1028,6 +1029,61 @@ impl Config {
                     self.control.socket.display()
                 ),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Device and line names go to the kernel and to alsa-lib as C strings: a NUL byte would cut
+    /// them short (and the crates that pass them on panic on one), and no device or line has a
+    /// control character in its name (in a log line one would forge another).
+    fn validate_names(&self, doc: &Doc) -> Result<(), ConfigError> {
+        let camera = match &self.camera.device {
+            VideoDevice::Path(p) => Some(p.to_string_lossy().into_owned()),
+            _ => None,
+        };
+        fn pcm(e: &AudioEndpoint) -> Option<String> {
+            match e {
+                AudioEndpoint::Pcm(name) => Some(name.clone()),
+                _ => None,
+            }
+        }
+        fn line(l: &GpioLine) -> Option<String> {
+            match l {
+                GpioLine::Name(name) => Some(name.clone()),
+                GpioLine::Offset(_) => None,
+            }
+        }
+        let chip = |c: &String| Some(c.clone());
+        let mut names = vec![
+            ("camera.device", camera),
+            ("audio.capture", pcm(&self.audio.capture)),
+            ("audio.playback", pcm(&self.audio.playback)),
+        ];
+        if let Some(b) = &self.button {
+            names.push(("button.chip", chip(&b.chip)));
+            names.push(("button.line", line(&b.line)));
+        }
+        if let Some(l) = &self.led {
+            names.push(("led.chip", chip(&l.chip)));
+            names.push(("led.line", line(&l.line)));
+        }
+        if let Some(d) = &self.door {
+            names.push(("door.chip", chip(&d.chip)));
+            names.push(("door.line", line(&d.line)));
+        }
+        for (key, name) in names {
+            let Some(name) = name else { continue };
+            if let Some(c) = name.chars().find(|c| c.is_control()) {
+                return Err(doc.at(
+                    key,
+                    &format!(
+                        "{name:?} holds the control character U+{:04X}; device and line names have none",
+                        u32::from(c)
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -28,6 +28,7 @@ use crate::rtc::{IceServer, Rtc, RtcSettings};
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), Error> {
     crate::memory::limit_arenas();
+    crate::panics::install();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -145,8 +146,11 @@ impl Snapshots {
         let mention = self.mention.clone();
         let matrix = Arc::downgrade(matrix);
         tokio::spawn(async move {
-            let jpeg =
-                tokio::task::spawn_blocking(move || crate::media::snapshot(&camera, &video)).await;
+            let jpeg = tokio::task::spawn_blocking(move || {
+                // The camera's work for a ring, like a call's: a panic costs the snapshot.
+                crate::panics::contained(|| crate::media::snapshot(&camera, &video))
+            })
+            .await;
             match jpeg {
                 Ok(Ok(still)) => {
                     log::info!(
@@ -251,7 +255,29 @@ async fn drive(config: Config) -> Result<(), Error> {
     matrix.spawn_sync(matrix_tx);
 
     let (rtc_tx, mut rtc_events) = mpsc::unbounded_channel();
-    let mut rtc = Rtc::new(RtcSettings::from_config(&config), rtc_tx);
+    let rtc_settings = RtcSettings::from_config(&config);
+    // What works is looked at now, off the loop, and again by every call: the door starts with
+    // whatever it has, and its status says what is missing.
+    let (devices_tx, mut device_reports) = mpsc::unbounded_channel();
+    {
+        let (media, video, devices) = (
+            rtc_settings.media.clone(),
+            config.call.video,
+            devices_tx.clone(),
+        );
+        let looked = std::thread::Builder::new()
+            .name("device-look".to_owned())
+            .spawn(move || {
+                for report in crate::media::look_at_devices(&media, video) {
+                    let _ = devices.send(report);
+                }
+            });
+        if let Err(e) = looked {
+            log::warn!("cannot look at the devices: {e}");
+        }
+    }
+    let mut rtc = Rtc::new(rtc_settings, rtc_tx);
+    rtc.report_devices(devices_tx);
     // The speaker's owner lives as long as the daemon; calls reach the same one.
     let ringer = Ringer::new(
         &config.audio.playback,
@@ -367,7 +393,29 @@ async fn drive(config: Config) -> Result<(), Error> {
                     status.set_online(Some(why));
                     panel.set_online(Instant::now(), false);
                 }
+                MatrixEvent::Unresolved(aliases) => {
+                    status.missing.retain(|part, _| !part.starts_with("room "));
+                    for (alias, why) in aliases {
+                        log::warn!("{why}: room {alias} is not rung until it resolves; retrying");
+                        status.missing.insert(format!("room {alias}"), "unresolved: not rung".to_owned());
+                    }
+                }
             },
+            Some(report) = device_reports.recv() => {
+                let part = format!("{} {}", report.part, report.name);
+                match &report.problem {
+                    Some(problem) => {
+                        let what = format!("{part} {problem}");
+                        status.missing.insert(part, format!("{problem}: {}", report.part.without()));
+                        core.handle_input(Instant::now(), Input::MediaFailed { what });
+                    }
+                    None => {
+                        if status.missing.remove(&part).is_some() {
+                            log::info!("{part} works again");
+                        }
+                    }
+                }
+            }
             Some((call, event)) = rtc_events.recv() => {
                 core.handle_input(Instant::now(), Input::Rtc { call, event });
             }
@@ -424,7 +472,9 @@ async fn drive(config: Config) -> Result<(), Error> {
     Ok(())
 }
 
-/// The status line systemd shows: the core's, and whether the homeserver is reachable.
+/// The status line systemd shows (and the control socket's `status` answers): the core's,
+/// whether the homeserver is reachable, and what is missing, e.g.
+/// `Idle (camera /dev/video0 missing: audio only)`.
 #[derive(Default)]
 struct Status {
     /// Whether a sync ever succeeded.
@@ -433,6 +483,9 @@ struct Status {
     last_call: Option<(Instant, String)>,
     core: String,
     offline: Option<String>,
+    /// What does not work, by what it is ("camera /dev/video0", "room #door:example.org"),
+    /// with what that costs ("missing: audio only").
+    missing: std::collections::BTreeMap<String, String>,
     shown: String,
 }
 
@@ -443,9 +496,20 @@ impl Status {
         } else {
             &self.core
         };
-        match &self.offline {
-            Some(why) => format!("{core} (homeserver unreachable: {why})"),
-            None => core.to_owned(),
+        let notes: Vec<String> = self
+            .offline
+            .iter()
+            .map(|why| format!("homeserver unreachable: {why}"))
+            .chain(
+                self.missing
+                    .iter()
+                    .map(|(part, cost)| format!("{part} {cost}")),
+            )
+            .collect();
+        if notes.is_empty() {
+            core.to_owned()
+        } else {
+            format!("{core} ({})", notes.join("; "))
         }
     }
 
@@ -559,10 +623,11 @@ fn dispatch(
 ) {
     match output {
         Output::OpenDoor { by } => {
+            // Audit lines: logged whatever the filter, never held back.
             if panel.open_door(now) {
-                log::info!("door opened by {by}");
+                log::info!(target: crate::logging::AUDIT, "door opened by {by}");
             } else {
-                log::info!("door: {by}'s open merged into the pulse under way");
+                log::info!(target: crate::logging::AUDIT, "door: {by}'s open merged into the pulse under way");
             }
         }
         Output::Post { room, text } => out.matrix.post_text(room, text),

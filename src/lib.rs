@@ -13,6 +13,7 @@ pub mod matrix;
 pub mod media;
 pub mod memory;
 pub mod panel;
+pub mod panics;
 pub mod rtc;
 
 pub use error::Error;

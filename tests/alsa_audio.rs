@@ -50,8 +50,17 @@ pcm.card44 {{
 }}
 pcm.mic44 {{ type file; slave.pcm "card44"; file "/dev/null"; infile "{d}/mic44.raw"; format "raw" }}
 pcm.speaker44 {{ type file; slave.pcm "card44"; file "{d}/speaker44.raw"; format "raw" }}
+pcm.hanging_mic {{ type file; slave.pcm "null"; file "/dev/null"; infile "{d}/hanging.fifo"; format "raw" }}
 "#
         );
+        // A FIFO nobody writes to: alsa-lib's `file` plugin opens its input blocking, whatever
+        // the PCM's mode, so opening `hanging_mic` hangs (as a busy `hw` device does without
+        // SND_PCM_NONBLOCK).
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.join("hanging.fifo"))
+            .status()
+            .unwrap();
+        assert!(made.success());
         let path = dir.join("asound.conf");
         std::fs::write(&path, conf).unwrap();
         std::env::set_var(
@@ -321,5 +330,31 @@ fn a_missing_device_is_an_error_that_names_it() {
             .unwrap()
             .contains("\"no_such_speaker\""),
         "{stats:?}"
+    );
+}
+
+/// A microphone whose open hangs is given up (bounded, on a thread of its own), with an error
+/// naming it; while that open still hangs, the same PCM is not opened again.
+#[test]
+fn a_microphone_whose_open_hangs_is_given_up() {
+    setup();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(AlsaCapture::open("hanging_mic", None).map(drop));
+    });
+    let opened = rx
+        .recv_timeout(WAIT)
+        .expect("opening a microphone that hangs never returned");
+    let e = opened.unwrap_err();
+    assert!(
+        e.0.contains("\"hanging_mic\"") && e.0.contains("no answer from the device"),
+        "{e}"
+    );
+    let again = AlsaCapture::open("hanging_mic", None)
+        .map(drop)
+        .unwrap_err();
+    assert!(
+        again.0.contains("\"hanging_mic\"") && again.0.contains("an earlier open has not returned"),
+        "{again}"
     );
 }

@@ -94,3 +94,26 @@ fn two_browsers_call_in_an_encrypted_room() {
     }
     two_browsers_call(true);
 }
+
+/// The harness's own guard: a network test re-runs itself by name inside its namespace, and a
+/// name that matches no test (a typo, a renamed function) must fail the test, not pass it
+/// having run nothing.
+#[test]
+fn a_namespace_rerun_that_runs_no_test_fails() {
+    if std::env::var_os("INTERCOM_TEST_NETNS").is_some() {
+        return;
+    }
+    let outcome = std::panic::catch_unwind(|| isolated("no_test_has_this_name"));
+    let message = match outcome {
+        Ok(_) => panic!("the re-run of a name that matches no test passed"),
+        Err(e) => e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default(),
+    };
+    assert!(
+        message.contains("must run exactly one test, `no_test_has_this_name`"),
+        "{message}"
+    );
+}

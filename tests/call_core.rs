@@ -1129,3 +1129,39 @@ fn a_peers_candidates_are_filtered_deduplicated_and_bounded() {
     assert_eq!(used, MAX_REMOTE_CANDIDATES);
     assert_eq!(noticed, 0, "the drops were logged once already");
 }
+
+// --- devices ----------------------------------------------------------------------------------
+
+#[test]
+fn a_failed_device_costs_the_call_that_device_not_the_call() {
+    let mut t = T::new(Incoming::Ring);
+    let out = t.press();
+    let call = offer_call(&out);
+    // The microphone fails while the offer is being made: the call still rings every room.
+    t.core.handle_input(
+        t.now,
+        Input::MediaFailed {
+            what: "microphone \"hw:1,0\" failed".into(),
+        },
+    );
+    let out = t.drain();
+    assert!(sent(&out).is_empty(), "{out:?}");
+    assert_eq!(ended(&out), None, "{out:?}");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Notice(n) if n.contains("microphone \"hw:1,0\""))),
+        "{out:?}"
+    );
+    let out = t.rtc(&call, RtcEvent::LocalDescription(sdp(SdpKind::Offer)));
+    assert_eq!(sent(&out).len(), 2, "{out:?}");
+    // And a camera that dies while it rings leaves it ringing.
+    t.core.handle_input(
+        t.now,
+        Input::MediaFailed {
+            what: "camera /dev/video0 failed".into(),
+        },
+    );
+    let out = t.drain();
+    assert!(sent(&out).is_empty() && ended(&out).is_none(), "{out:?}");
+    assert!(!t.core.is_idle());
+}

@@ -39,6 +39,40 @@ fn every_broken_config_is_located_and_exits_78() {
     assert!(cases >= 10, "only {cases} broken configs found");
 }
 
+/// The daemon validates its configuration itself (the unit runs no `check` before it): every
+/// broken configuration makes `intercom run` exit 78, which the unit does not restart, with the
+/// same located error, before it needs a session or a homeserver.
+#[test]
+fn every_broken_config_makes_run_exit_78() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs");
+    let mut cases = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_intercom"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let wanted = format!("{}:{expect}", path.display());
+        assert!(
+            stderr.contains(&wanted),
+            "{}:\n  wanted: {wanted}\n  stderr: {stderr}",
+            path.display()
+        );
+        assert_eq!(out.status.code(), Some(78), "{}: {stderr}", path.display());
+        cases += 1;
+    }
+    assert!(cases >= 10, "only {cases} broken configs found");
+}
+
 #[test]
 fn secrets_never_reach_the_output() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/password.toml");

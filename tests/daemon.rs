@@ -223,3 +223,243 @@ fn a_notify_socket_nobody_reads_does_not_wedge_the_loop() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok pressed");
 }
+
+/// `intercom run` starts with the homeserver down (no `intercom check` before it any more) and a
+/// room given as an alias it cannot resolve yet: it answers `status`, which says the homeserver
+/// is unreachable, and rings the room as soon as the homeserver is back.
+#[test]
+fn starts_with_the_homeserver_down_and_rings_once_it_is_up() {
+    if isolated("starts_with_the_homeserver_down_and_rings_once_it_is_up") {
+        return;
+    }
+    let mut synapse = Synapse::start(None);
+    let door_user = synapse.register("door");
+    let alice = Client::login(&synapse, &synapse.register("alice"));
+    let room = alice.create_room(&[&door_user.user_id], false);
+    let alias = "#front-door:localhost";
+    alice.put(
+        &format!("/directory/room/{}", harness::client::encode(alias)),
+        json!({ "room_id": room }),
+    );
+    let home = DoorHome::new(
+        &synapse,
+        door_user,
+        &DoorSettings {
+            rooms: vec![alias.to_owned()],
+            allow: vec![alice.user_id.clone()],
+            ..DoorSettings::default()
+        },
+    );
+    synapse.stop();
+
+    let mut door = home.start();
+    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    door.wait_notify("the outage in the status", WAIT, |l| {
+        l.starts_with("STATUS=Idle (homeserver unreachable")
+    });
+    let status = door.status(WAIT);
+    assert!(
+        status.starts_with("Idle (homeserver unreachable"),
+        "{status}"
+    );
+
+    synapse.restart();
+    harness::poll("the door to join the room", WAIT, || {
+        alice
+            .joined_members(&room)
+            .contains(&home.user.user_id)
+            .then_some(())
+    });
+    door.wait_log(&format!("room alias {alias} is {room}"), WAIT);
+    door.wait_notify("the door online", WAIT, |l| l == "STATUS=Idle");
+    door.ring();
+    let invite = wait_event(&alice, &room, "the door's invite", |e| {
+        e["type"] == "m.call.invite" && e["sender"] == home.user.user_id.as_str()
+    });
+    assert!(invite["content"]["offer"]["sdp"]
+        .as_str()
+        .is_some_and(|s| s.contains("m=video")));
+    assert!(door.stop());
+}
+
+/// A camera that is not there does not keep the door from starting: the status says it is
+/// missing, and a press rings with an audio call.
+#[test]
+fn starts_without_its_camera_and_rings_audio_only() {
+    if isolated("starts_without_its_camera_and_rings_audio_only") {
+        return;
+    }
+    let (_synapse, alice, home, room) = harness::world::with_client(DoorSettings {
+        camera_device: "/dev/no-such-camera",
+        ..DoorSettings::default()
+    });
+    let mut door = home.start();
+    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    let missing = "camera /dev/no-such-camera missing: audio only";
+    door.wait_notify("the missing camera in the status", WAIT, |l| {
+        l == format!("STATUS=Idle ({missing})")
+    });
+    assert_eq!(door.status(WAIT), format!("Idle ({missing})"));
+    harness::poll("the door to join", WAIT, || {
+        alice
+            .joined_members(&room)
+            .contains(&home.user.user_id)
+            .then_some(())
+    });
+    door.ring();
+    let invite = wait_event(&alice, &room, "the door's invite", |e| {
+        e["type"] == "m.call.invite" && e["sender"] == home.user.user_id.as_str()
+    });
+    let sdp = invite["content"]["offer"]["sdp"].as_str().unwrap();
+    assert!(sdp.contains("m=audio") && !sdp.contains("m=video"), "{sdp}");
+    assert!(door.stop());
+}
+
+/// The threads of `pid` that sleep opening a FIFO nobody writes to.
+fn threads_opening_a_fifo(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("wchan"))
+                        .is_ok_and(|w| w.trim() == "wait_for_partner")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Opening a microphone can hang: alsa-lib's `file` plugin opens its input without regard to
+/// `SND_PCM_NONBLOCK`, and a FIFO nobody writes to never opens (a `hw` device another program
+/// holds blocks the same way without the flag). While it hangs, the loop still answers the
+/// control socket, and the call rings once the open is given up (with silence for sound).
+#[test]
+fn a_hanging_microphone_does_not_stop_the_loop() {
+    if isolated("a_hanging_microphone_does_not_stop_the_loop") {
+        return;
+    }
+    let (_synapse, alice, home, room) = harness::world::with_client(DoorSettings {
+        capture: "hanging_mic",
+        ..DoorSettings::default()
+    });
+    let dir = home.dir.path();
+    let fifo = dir.join("mic.fifo");
+    let conf = dir.join("asound.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "pcm.hanging_mic {{ type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"{}\"; format \"raw\" }}\n",
+            fifo.display()
+        ),
+    )
+    .unwrap();
+    let alsa = format!("/usr/share/alsa/alsa.conf:{}", conf.display());
+    let mut door = home.start_with_env(&[("ALSA_CONFIG_PATH", &alsa)]);
+    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    harness::poll("the door to join", WAIT, || {
+        alice
+            .joined_members(&room)
+            .contains(&home.user.user_id)
+            .then_some(())
+    });
+    // The FIFO is made after the start, so that the call's own open is the one that hangs.
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+
+    door.ring();
+    harness::poll("the microphone's open to hang", WAIT, || {
+        (threads_opening_a_fifo(door.pid()) > 0).then_some(())
+    });
+    // Nobody ever writes to the FIFO: the open still hangs while the status is asked.
+    let status = door.status(WAIT);
+    assert!(status.starts_with("Calling 1 room(s)"), "{status}");
+    assert!(threads_opening_a_fifo(door.pid()) > 0);
+
+    let invite = wait_event(&alice, &room, "the door's invite", |e| {
+        e["type"] == "m.call.invite" && e["sender"] == home.user.user_id.as_str()
+    });
+    assert!(invite["content"]["offer"]["sdp"]
+        .as_str()
+        .is_some_and(|s| s.contains("m=audio")));
+    door.wait_log("the call goes on without the microphone", WAIT);
+    assert!(door.stop());
+}
+
+/// A panic in a call ends that call, not the daemon: the call ends at once as failed, and the
+/// next press rings. `place` is where the test hook (test builds only) makes it panic.
+fn a_panic_in_a_call_ends_that_call(place: &str) {
+    // Long enough that only the panic can end the first call within the test's wait.
+    let (_synapse, alice, home, room) = harness::world::with_client(DoorSettings {
+        ring_timeout: "5m",
+        ..DoorSettings::default()
+    });
+    let mut door = home.start_with_env(&[("INTERCOM_TEST_PANIC", place)]);
+    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    harness::poll("the door to join", WAIT, || {
+        alice
+            .joined_members(&room)
+            .contains(&home.user.user_id)
+            .then_some(())
+    });
+
+    door.ring();
+    door.wait_log(&format!("a test panic in {place}"), WAIT);
+    door.wait_log("call ended", WAIT);
+    door.wait_notify("idle again", WAIT, |l| l == "STATUS=Idle");
+    assert!(door.running(), "the daemon died with its call");
+    let before: Vec<String> = alice
+        .messages(&room)
+        .into_iter()
+        .filter(|e| e["type"] == "m.call.invite")
+        .map(|e| e["content"]["call_id"].as_str().unwrap_or("").to_owned())
+        .collect();
+
+    door.clear_notes();
+    door.ring();
+    door.wait_notify("calling again", WAIT, |l| l == "STATUS=Calling 1 room(s)");
+    let invite = wait_event(&alice, &room, "the second call's invite", |e| {
+        e["type"] == "m.call.invite"
+            && !before.contains(&e["content"]["call_id"].as_str().unwrap_or("").to_owned())
+    });
+    assert!(invite["content"]["offer"]["sdp"]
+        .as_str()
+        .is_some_and(|s| s.contains("m=video")));
+    assert!(door.stop());
+}
+
+/// The synthetic camera panics at its first frame, on the call's encoder thread.
+#[test]
+fn a_panicking_camera_ends_that_call_and_the_next_press_rings() {
+    if isolated("a_panicking_camera_ends_that_call_and_the_next_press_rings") {
+        return;
+    }
+    a_panic_in_a_call_ends_that_call("camera");
+}
+
+/// The call's task itself panics as it starts.
+#[test]
+fn a_panicking_call_task_ends_that_call_and_the_next_press_rings() {
+    if isolated("a_panicking_call_task_ends_that_call_and_the_next_press_rings") {
+        return;
+    }
+    a_panic_in_a_call_ends_that_call("call");
+}
+
+/// A panic outside a call (here in the sync loop) ends the process with SIGABRT, for systemd
+/// to restart it, rather than leaving a door whose sync loop is gone and that never rings.
+#[test]
+fn a_panic_outside_a_call_ends_the_daemon() {
+    if isolated("a_panic_outside_a_call_ends_the_daemon") {
+        return;
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let (_synapse, _alice, home, _room) = harness::world::with_client(DoorSettings::default());
+    let mut door = home.start_with_env(&[("INTERCOM_TEST_PANIC", "sync")]);
+    let status = door.wait_exit(WAIT);
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "{status:?}");
+    door.drain_log();
+    let text = door.log_text();
+    assert!(text.contains("a test panic in sync"), "{text}");
+    assert!(text.contains("a panic outside a call"), "{text}");
+}

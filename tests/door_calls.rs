@@ -455,3 +455,56 @@ fn a_lost_peer_ends_the_call_with_ice_failed_and_the_next_call_works() {
     });
     assert!(door.stop());
 }
+
+/// A microphone that does not exist costs the call its sound, not the call: the door rings
+/// (the invite reaches the browser), sends silence and its video once answered, and says in a
+/// WARN which device failed.
+#[test]
+fn a_missing_microphone_still_rings_and_sends_video() {
+    if isolated("a_missing_microphone_still_rings_and_sends_video") {
+        return;
+    }
+    let settings = DoorSettings {
+        capture: "no_such_microphone",
+        ..DoorSettings::default()
+    };
+    let mut w = harness::world::with_browser(false, None, false, settings);
+    let mut door = w.start_door();
+    w.alice.call(json!({"cmd": "auto_answer", "enabled": true}));
+    door.ring();
+    let incoming = w
+        .alice
+        .wait_event("the door's invite", WAIT, |e| e["event"] == "incoming");
+    let call_id = incoming["call_id"].as_str().unwrap().to_owned();
+    w.alice.wait_event("the door's first frame", WAIT, |e| {
+        e["event"] == "first_frame"
+    });
+    let stats = w.alice.wait_stats(
+        &call_id,
+        "the door's video and its silence",
+        WAIT,
+        stats_flowing,
+    );
+    assert!(
+        stats["video_codec"].as_str().unwrap_or("").contains("H264"),
+        "{stats}"
+    );
+    door.drain_log();
+    let warned = door
+        .lines
+        .iter()
+        .find(|l| {
+            l.contains("WARN")
+                && l.contains("\"no_such_microphone\"")
+                && l.contains("the call goes on without the microphone")
+        })
+        .cloned();
+    assert!(
+        warned.is_some_and(|l| l.contains("silence")),
+        "no WARN naming the microphone:\n{}",
+        door.log_text()
+    );
+    w.alice.call(json!({"cmd": "hangup", "call_id": call_id}));
+    door.wait_log("call ended", WAIT);
+    assert!(door.stop());
+}

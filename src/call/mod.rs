@@ -388,7 +388,14 @@ impl Core {
             Input::ButtonPressed => self.on_press(now),
             Input::SyncBatch(events) => self.on_batch(now, events),
             Input::Rtc { call, event } => self.on_rtc(now, call, event),
-            Input::MediaFailed { .. } => self.hang_up(HangupReason::UserMediaFailed),
+            // A failed device costs the call that device, not the call: a visitor who is seen
+            // but not heard (or heard but not seen) can still be answered. The adapters go on
+            // without it (silence sent, audio only, nothing played).
+            Input::MediaFailed { what } => {
+                if self.call.is_some() {
+                    self.notice(format!("{what}: the call goes on without it"));
+                }
+            }
             Input::MemberLeft { room, user } => {
                 let left = self
                     .call

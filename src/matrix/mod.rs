@@ -27,6 +27,7 @@ pub mod wire;
 use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use matrix_sdk::authentication::matrix::MatrixSession;
@@ -34,14 +35,13 @@ use matrix_sdk::config::{RequestConfig, SyncSettings};
 use matrix_sdk::deserialized_responses::{TimelineEvent, TimelineEventKind};
 use matrix_sdk::ruma::api::client::filter::FilterDefinition;
 use matrix_sdk::ruma::api::client::sync::sync_events;
-use matrix_sdk::ruma::api::client::voip::get_turn_server_info;
 use matrix_sdk::ruma::api::error::{ErrorKind, FromHttpResponseError};
 use matrix_sdk::ruma::events::AnySyncTimelineEvent;
 use matrix_sdk::ruma::serde::Raw;
 use matrix_sdk::ruma::{
     OwnedDeviceId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, TransactionId, UInt,
 };
-use matrix_sdk::store::StateStoreDataKey;
+use matrix_sdk::store::{StateStoreDataKey, StateStoreDataValue};
 use matrix_sdk::sync::SyncResponse;
 use matrix_sdk::{Client, HttpError, RoomState, SessionMeta, SessionTokens};
 use serde_json::Value;
@@ -112,6 +112,9 @@ pub enum MatrixEvent {
     /// Syncing started failing (sent once, until the next [`MatrixEvent::Online`]); the loop
     /// keeps retrying with backoff.
     Offline(String),
+    /// The configured room aliases the homeserver could not resolve, each with why (sent when
+    /// the list changes; empty once every alias is resolved). Their rooms are not rung.
+    Unresolved(Vec<(String, String)>),
 }
 
 /// TURN servers offered by the homeserver (`/voip/turnServer`). `Debug` hides the password.
@@ -142,6 +145,7 @@ pub struct Matrix {
     config: MatrixConfig,
     identity: Identity,
     rooms: Vec<RoomId>,
+    aliases: Aliases,
     outbox: mpsc::UnboundedSender<(RoomId, Outgoing)>,
     /// The sending queue's task: done once every queued event was sent or given up.
     sending: tokio::task::JoinHandle<()>,
@@ -249,8 +253,8 @@ pub fn prepare_login(config: &MatrixConfig, discard_store: bool) -> Result<(), E
         .map_err(|e| Error::io("cannot remove the earlier store", Some(store.clone()), e))
 }
 
-/// Restores the stored session (never a new device), resolves the configured room aliases, and
-/// starts the sending queue. Needs the homeserver only to resolve aliases.
+/// Restores the stored session (never a new device) and starts the sending queue. Needs no
+/// homeserver: room aliases are resolved once it answers (see [`Aliases`]).
 pub async fn connect(config: &MatrixConfig) -> Result<Matrix, Error> {
     let session = Session::load(&session_path(&config.state_dir))?;
     if session.homeserver != config.homeserver.0 || session.user_id != config.user.0 {
@@ -266,13 +270,16 @@ pub async fn connect(config: &MatrixConfig) -> Result<Matrix, Error> {
     )
     .await?;
     restore(&client, &session).await?;
-    let mut rooms = Vec::new();
-    for room in &config.rooms {
-        rooms.push(resolve(&client, room).await?);
-    }
+    let rooms = config.rooms.iter().map(|r| RoomId(r.0.clone())).collect();
+    let aliases = Aliases::new(&config.rooms);
     let (outbox, queue) = mpsc::unbounded_channel();
     let (synced, _) = watch::channel(false);
-    let sending = tokio::spawn(dispatch(client.clone(), queue, synced.subscribe()));
+    let sending = tokio::spawn(dispatch(
+        client.clone(),
+        queue,
+        synced.subscribe(),
+        aliases.clone(),
+    ));
     Ok(Matrix {
         client,
         config: config.clone(),
@@ -281,10 +288,88 @@ pub async fn connect(config: &MatrixConfig) -> Result<Matrix, Error> {
             party: PartyId(session.device_id),
         },
         rooms,
+        aliases,
         outbox,
         sending,
         synced,
     })
+}
+
+/// The configured room aliases and the room ids the homeserver gave for them.
+///
+/// The core knows a room given as an alias by the alias itself: it is resolved when the
+/// homeserver first answers (by the sync loop, and by a send that needs it first), not at start,
+/// so that the door starts and serves whatever works while the homeserver is down. Events from
+/// the resolved room reach the core under the alias; events for the alias go to the room id.
+#[derive(Clone, Default)]
+struct Aliases(Arc<Mutex<HashMap<String, Option<OwnedRoomId>>>>);
+
+impl Aliases {
+    fn new(rooms: &[RoomRef]) -> Aliases {
+        let aliases = rooms
+            .iter()
+            .filter(|r| r.0.starts_with('#'))
+            .map(|r| (r.0.clone(), None))
+            .collect();
+        Aliases(Arc::new(Mutex::new(aliases)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<OwnedRoomId>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The aliases not resolved yet.
+    fn unresolved(&self) -> Vec<String> {
+        let mut left: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, id)| id.is_none())
+            .map(|(alias, _)| alias.clone())
+            .collect();
+        left.sort();
+        left
+    }
+
+    /// The room id of `room` (a room id already, or a configured alias), asking the homeserver
+    /// when the alias is not resolved yet.
+    async fn room_id(&self, client: &Client, room: &RoomId) -> Result<OwnedRoomId, Failure> {
+        if !room.0.starts_with('#') {
+            return OwnedRoomId::try_from(room.0.as_str())
+                .map_err(|e| Failure::Permanent(format!("not a room id: {e}")));
+        }
+        if let Some(Some(id)) = self.lock().get(&room.0) {
+            return Ok(id.clone());
+        }
+        self.resolve(client, &room.0)
+            .await
+            .map_err(Failure::Transient)
+    }
+
+    /// Asks the homeserver for `alias`'s room id and remembers it.
+    async fn resolve(&self, client: &Client, alias: &str) -> Result<OwnedRoomId, String> {
+        let parsed = OwnedRoomAliasId::try_from(alias)
+            .map_err(|e| format!("room alias {alias} is not valid: {e}"))?;
+        let response = client
+            .resolve_room_alias(&parsed)
+            .await
+            .map_err(|e| format!("cannot resolve the room alias {alias}: {}", describe(&e)))?;
+        let id = response.room_id;
+        let mut table = self.lock();
+        if !matches!(table.get(alias), Some(Some(known)) if *known == id) {
+            log::info!(room = id.as_str(); "room alias {alias} is {id}");
+        }
+        table.insert(alias.to_owned(), Some(id.clone()));
+        Ok(id)
+    }
+
+    /// How the core knows the room `id`: by its configured alias when it has one.
+    fn core_room(&self, id: &str) -> RoomId {
+        let table = self.lock();
+        let alias = table
+            .iter()
+            .find(|(_, resolved)| resolved.as_ref().is_some_and(|r| r.as_str() == id));
+        RoomId(alias.map_or(id, |(alias, _)| alias.as_str()).to_owned())
+    }
 }
 
 impl Matrix {
@@ -303,7 +388,8 @@ impl Matrix {
         self.identity.clone()
     }
 
-    /// The configured rooms, aliases resolved to room ids, in the configuration's order.
+    /// The configured rooms, in the configuration's order: room ids, and aliases as they are
+    /// (the adapter translates them; see [`Aliases`]).
     pub fn rooms(&self) -> Vec<RoomId> {
         self.rooms.clone()
     }
@@ -338,10 +424,15 @@ impl Matrix {
     ) {
         let client = self.client.clone();
         let mut synced = self.synced.subscribe();
+        let aliases = self.aliases.clone();
         tokio::spawn(async move {
             let mut backoff = MIN_BACKOFF;
             for attempt in 1..=SEND_ATTEMPTS {
-                let sent = snapshot::post(&client, &room, &jpeg, size, &mention, &mut synced).await;
+                let target = Target {
+                    client: &client,
+                    aliases: &aliases,
+                };
+                let sent = snapshot::post(target, &room, &jpeg, size, &mention, &mut synced).await;
                 let r = room.0.as_str();
                 match sent {
                     Ok(to) => {
@@ -381,6 +472,7 @@ impl Matrix {
             accept_invites: self.config.accept_invites,
             allow: self.config.allow.iter().map(|u| u.0.clone()).collect(),
             synced: self.synced.clone(),
+            aliases: self.aliases.clone(),
             events,
             started: std::time::SystemTime::now(),
             started_at: std::time::Instant::now(),
@@ -481,15 +573,24 @@ async fn resolve(client: &Client, room: &RoomRef) -> Result<RoomId, Error> {
 
 /// `/voip/turnServer`. A homeserver without TURN answers `{}` (or no URIs): `None`.
 async fn turn_servers(client: &Client) -> Result<Option<TurnServers>, Error> {
-    match client.send(get_turn_server_info::v3::Request::new()).await {
+    match client.send(turn_server::Request::default()).await {
         Ok(r) if r.uris.is_empty() => Ok(None),
-        Ok(r) => Ok(Some(TurnServers {
-            uris: r.uris,
-            username: r.username,
-            password: r.password,
-            ttl: r.ttl,
+        Ok(turn_server::Response {
+            uris,
+            username: Some(username),
+            password: Some(password),
+            ttl: Some(ttl),
+        }) => Ok(Some(TurnServers {
+            uris,
+            username,
+            password,
+            ttl: Duration::from_secs(ttl),
         })),
-        Err(HttpError::Api(e)) if matches!(*e, FromHttpResponseError::Deserialization(_)) => {
+        Ok(r) => {
+            log::warn!(
+                "the homeserver offers TURN servers {:?} without credentials (username, password and ttl): calls use direct connections only",
+                r.uris
+            );
             Ok(None)
         }
         Err(e) if e.client_api_error_kind() == Some(&ErrorKind::Unrecognized) => Ok(None),
@@ -497,6 +598,74 @@ async fn turn_servers(client: &Client) -> Result<Option<TurnServers>, Error> {
             "cannot get TURN servers from the homeserver: {}",
             describe(&e)
         ))),
+    }
+}
+
+/// `GET /voip/turnServer` with every field of the answer optional. Most homeservers without
+/// TURN answer `{}`, which ruma's own response type cannot read, and matrix-sdk logs every
+/// response it cannot read as an error: here `{}` is simply no TURN. The request and the error
+/// answers are ruma's.
+mod turn_server {
+    use matrix_sdk::ruma::api::client::voip::get_turn_server_info::v3 as ruma_turn;
+    use matrix_sdk::ruma::api::error::{FromHttpResponseError, IntoHttpError};
+    use matrix_sdk::ruma::api::{
+        auth_scheme::AuthScheme, path_builder::PathBuilder, EndpointError, IncomingResponse,
+        Metadata, OutgoingRequest,
+    };
+    use matrix_sdk::ruma::exports::{bytes::BufMut, http};
+
+    #[derive(Clone, Debug, Default)]
+    pub struct Request {}
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    pub struct Response {
+        #[serde(default)]
+        pub uris: Vec<String>,
+        pub username: Option<String>,
+        pub password: Option<String>,
+        /// Seconds.
+        pub ttl: Option<u64>,
+    }
+
+    impl Metadata for Request {
+        const METHOD: http::Method = ruma_turn::Request::METHOD;
+        const RATE_LIMITED: bool = ruma_turn::Request::RATE_LIMITED;
+        type Authentication = <ruma_turn::Request as Metadata>::Authentication;
+        type PathBuilder = <ruma_turn::Request as Metadata>::PathBuilder;
+        const PATH_BUILDER: Self::PathBuilder = ruma_turn::Request::PATH_BUILDER;
+    }
+
+    impl OutgoingRequest for Request {
+        type EndpointError = <ruma_turn::Request as OutgoingRequest>::EndpointError;
+        type IncomingResponse = Response;
+
+        fn try_into_http_request<T: Default + BufMut + AsRef<[u8]>>(
+            self,
+            base_url: &str,
+            authentication_input: <Self::Authentication as AuthScheme>::Input<'_>,
+            path_builder_input: <Self::PathBuilder as PathBuilder>::Input<'_>,
+        ) -> Result<http::Request<T>, IntoHttpError> {
+            ruma_turn::Request::new().try_into_http_request(
+                base_url,
+                authentication_input,
+                path_builder_input,
+            )
+        }
+    }
+
+    impl IncomingResponse for Response {
+        type EndpointError = <ruma_turn::Request as OutgoingRequest>::EndpointError;
+
+        fn try_from_http_response<T: AsRef<[u8]>>(
+            response: http::Response<T>,
+        ) -> Result<Self, FromHttpResponseError<Self::EndpointError>> {
+            if response.status().as_u16() >= 400 {
+                return Err(FromHttpResponseError::Server(
+                    Self::EndpointError::from_http_response(response),
+                ));
+            }
+            Ok(serde_json::from_slice(response.body().as_ref())?)
+        }
     }
 }
 
@@ -509,6 +678,7 @@ struct SyncLoop {
     accept_invites: bool,
     allow: Vec<String>,
     synced: watch::Sender<bool>,
+    aliases: Aliases,
     events: mpsc::Sender<MatrixEvent>,
     /// When the loop started: messages sent before are history.
     started: std::time::SystemTime,
@@ -532,6 +702,10 @@ impl SyncLoop {
         };
         let mut online = None;
         let mut backoff = MIN_BACKOFF;
+        let mut reported_unresolved = Vec::new();
+        // Past a response that was skipped (see `Unreadable`): where the next sync starts.
+        let mut resume: Option<String> = None;
+        let mut warned = std::collections::HashSet::new();
         loop {
             // Long-poll only while online: the first sync, and the first after a failure, return
             // at once, so that sending can start and recovery is reported without delay.
@@ -540,15 +714,55 @@ impl SyncLoop {
             } else {
                 Duration::ZERO
             };
-            let settings = SyncSettings::default()
+            let mut settings = SyncSettings::default()
                 .timeout(timeout)
                 .filter(sync_filter());
+            if let Some(token) = &resume {
+                settings = settings.token(token.clone());
+            }
             let result = tokio::select! {
                 r = self.client.sync_once(settings) => r,
                 () = self.events.closed() => return,
             };
+            let result = match result {
+                Err(e) if is_unreadable(&e) => {
+                    let since = match &resume {
+                        Some(token) => Some(token.clone()),
+                        None => self.stored_token().await,
+                    };
+                    let unreadable = tokio::select! {
+                        u = Unreadable::fetch(&self.client, since.as_deref()) => u,
+                        () = self.events.closed() => return,
+                    };
+                    match unreadable {
+                        Ok(Some(skipped)) => {
+                            if warned.insert(skipped.parts.clone()) {
+                                log::warn!(
+                                    "skipped a sync response matrix-sdk cannot read ({e}; in {}), with what it carried ({}): syncing on from the next one",
+                                    skipped.parts, skipped.carried
+                                );
+                            } else {
+                                log::debug!(
+                                    "skipped another unreadable sync response (in {})",
+                                    skipped.parts
+                                );
+                            }
+                            resume = Some(skipped.next_batch);
+                            continue;
+                        }
+                        // It reads now: the failure was the transfer's. The next sync tries again.
+                        Ok(None) => Err(e),
+                        Err(why) => {
+                            log::debug!("cannot look at the unreadable sync response: {why}");
+                            Err(e)
+                        }
+                    }
+                }
+                other => other,
+            };
             match result {
                 Ok(response) => {
+                    resume = None;
                     backoff = MIN_BACKOFF;
                     self.synced.send_replace(true);
                     if online != Some(true) {
@@ -560,6 +774,14 @@ impl SyncLoop {
                             return;
                         }
                     }
+                    // Before the events: they reach the core under the rooms' aliases.
+                    let unresolved = self.resolve_aliases().await;
+                    if unresolved != reported_unresolved {
+                        reported_unresolved.clone_from(&unresolved);
+                        if !self.report(MatrixEvent::Unresolved(unresolved)).await {
+                            return;
+                        }
+                    }
                     if catching_up {
                         log::info!("first sync of this store: its history is not looked at");
                     } else {
@@ -567,14 +789,15 @@ impl SyncLoop {
                             wall: self.started,
                             elapsed: self.started_at.elapsed(),
                         };
-                        let rooms = self.room_facts(&response);
-                        for event in translate(&response, &self.me, &since, &rooms) {
+                        let rooms = self.room_facts(&response).await;
+                        for event in translate(&response, &self.me, &since, &rooms, &self.aliases) {
                             if !self.report(event).await {
                                 return;
                             }
                         }
                     }
                     catching_up = false;
+                    crate::panics::test_panic("sync");
                     self.answer_invites(&response).await;
                     self.prepare_encryption().await;
                 }
@@ -604,25 +827,60 @@ impl SyncLoop {
 
     /// What the core needs to know of each room in `response`, as the store has it after the
     /// response was applied.
-    fn room_facts(&self, response: &SyncResponse) -> HashMap<String, RoomFacts> {
-        response
-            .rooms
-            .joined
-            .keys()
-            .filter_map(|id| {
-                let room = self.client.get_room(id)?;
-                let facts = RoomFacts {
+    async fn room_facts(&self, response: &SyncResponse) -> HashMap<String, RoomFacts> {
+        let mut facts = HashMap::new();
+        for id in response.rooms.joined.keys() {
+            let Some(room) = self.client.get_room(id) else {
+                continue;
+            };
+            // Counted from the member events in the store, which the door's syncs (not lazy
+            // loading members) bring whole: `joined_members_count()` reads the sync's room
+            // summary, which Synapse sends only to clients that lazy-load, and was 0 here.
+            let members = room
+                .joined_user_ids()
+                .await
+                .ok()
+                .map(|ids| ids.len() as u64)
+                .filter(|&n| n > 0);
+            facts.insert(
+                id.to_string(),
+                RoomFacts {
                     // Unknown counts as encrypted: a plaintext command is then refused rather
                     // than taken in a room that may be encrypted.
                     encrypted: !matches!(
                         room.encryption_state(),
                         matrix_sdk::EncryptionState::NotEncrypted
                     ),
-                    members: room.joined_members_count(),
-                };
-                Some((id.to_string(), facts))
-            })
-            .collect()
+                    members,
+                },
+            );
+        }
+        facts
+    }
+
+    /// The sync token the store holds (where `sync_once` starts by default).
+    async fn stored_token(&self) -> Option<String> {
+        match self
+            .client
+            .state_store()
+            .get_kv_data(StateStoreDataKey::SyncToken)
+            .await
+        {
+            Ok(Some(StateStoreDataValue::SyncToken(token))) => Some(token),
+            _ => None,
+        }
+    }
+
+    /// Resolves the configured aliases not resolved yet; returns those that still fail, with
+    /// why. Tried again after every sync until they resolve.
+    async fn resolve_aliases(&self) -> Vec<(String, String)> {
+        let mut failed = Vec::new();
+        for alias in self.aliases.unresolved() {
+            if let Err(why) = self.aliases.resolve(&self.client, &alias).await {
+                failed.push((alias, why));
+            }
+        }
+        failed
     }
 
     /// Hands an event to the driver; false once the driver has gone.
@@ -634,8 +892,22 @@ impl SyncLoop {
     /// the first sync, and after the door joins one), so that the next sync starts by asking for
     /// the members' device keys. Otherwise matrix-sdk does both when the first event is sent
     /// into the room: the first ring would wait for two more requests to the homeserver.
+    ///
+    /// First, it asks for the encryption state of each room whose state matrix-sdk does not know:
+    /// a sync never says that a room is not encrypted, and the core refuses a plaintext `!open`
+    /// in a room that may be (a plain room's first `!open` after a start was refused).
     async fn prepare_encryption(&self) {
         for room in self.client.joined_rooms() {
+            if matches!(
+                room.encryption_state(),
+                matrix_sdk::EncryptionState::Unknown
+            ) {
+                let id = room.room_id().to_string();
+                // Asked again after the next sync if this fails.
+                if let Err(e) = room.request_encryption_state().await {
+                    log::debug!(room = id.as_str(); "cannot ask whether {id} is encrypted: {e}");
+                }
+            }
             if room.are_members_synced() || !room.encryption_state().is_encrypted() {
                 continue;
             }
@@ -678,6 +950,160 @@ impl SyncLoop {
     }
 }
 
+/// Whether a sync failed because its response could not be read (it came, but matrix-sdk's
+/// types do not take it), rather than because the homeserver could not be reached.
+fn is_unreadable(e: &matrix_sdk::Error) -> bool {
+    let matrix_sdk::Error::Http(http) = e else {
+        return false;
+    };
+    matches!(http.as_ref(), HttpError::Api(api) if matches!(**api, FromHttpResponseError::Deserialization(_)))
+}
+
+/// A sync response that matrix-sdk cannot read, skipped.
+///
+/// matrix-sdk stores nothing of a sync whose response it cannot read, so every following sync
+/// asks with the same `since` token and gets the same response again: one bad response (one
+/// room's broken update, a proxy's mangling) would keep the door offline for good. Syncing
+/// without the token, or with another filter, is no way out: it replays history. So the
+/// response is fetched once more as plain JSON, with exactly the request `sync_once` makes (no
+/// long poll); if it still does not read, its `next_batch` is where the next sync starts, and
+/// what it carried is lost: the events of its rooms (the door's calls and commands in them
+/// included; an invite lost this way rings nothing, an answer lost ends the call by its
+/// timeout), and to-device messages (room keys: later events of those sessions stay
+/// undecryptable) and device-list changes, which the homeserver does not send again. A response
+/// that reads the second time was a failed transfer: the sync is simply tried again. One
+/// without a `next_batch` cannot be skipped: the loop keeps retrying it, as after a network
+/// error. Logged once for each part found unreadable.
+struct Unreadable {
+    next_batch: String,
+    /// Which parts do not read ("rooms.join.!abc:example.org", or "the response").
+    parts: String,
+    /// What it carried, in counts.
+    carried: String,
+}
+
+impl Unreadable {
+    /// Fetches the response for `since` again; `Ok(None)` when it reads this time.
+    async fn fetch(client: &Client, since: Option<&str>) -> Result<Option<Unreadable>, String> {
+        use matrix_sdk::reqwest;
+        use matrix_sdk::ruma::api::auth_scheme::SendAccessToken;
+        use matrix_sdk::ruma::api::{MatrixVersion, OutgoingRequest, SupportedVersions};
+
+        let mut request = sync_events::v3::Request::new();
+        request.filter = Some(sync_filter());
+        request.since = since.map(str::to_owned);
+        request.timeout = Some(Duration::ZERO);
+        // As `sync_once` asks.
+        request.use_state_after = true;
+        let token = client.access_token().ok_or("no access token")?;
+        let versions = SupportedVersions {
+            versions: [MatrixVersion::V1_1].into(),
+            features: Default::default(),
+        };
+        let http_request = request
+            .try_into_http_request::<Vec<u8>>(
+                client.homeserver().as_str(),
+                SendAccessToken::IfRequired(&token),
+                std::borrow::Cow::Owned(versions),
+            )
+            .map_err(|e| e.to_string())?;
+        let http_request = reqwest::Request::try_from(http_request).map_err(|e| e.to_string())?;
+        let response =
+            tokio::time::timeout(REQUEST_TIMEOUT, client.http_client().execute(http_request))
+                .await
+                .map_err(|_| "no answer in time".to_owned())?
+                .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = tokio::time::timeout(REQUEST_TIMEOUT, response.bytes())
+            .await
+            .map_err(|_| "no answer in time".to_owned())?
+            .map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("the homeserver answered {status}"));
+        }
+        if reads(&body).is_ok() {
+            return Ok(None);
+        }
+        let value: Value = serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))?;
+        let next_batch = value["next_batch"]
+            .as_str()
+            .ok_or("it has no next_batch to sync on from")?
+            .to_owned();
+        Ok(Some(Unreadable {
+            parts: unreadable_parts(&value, &next_batch),
+            carried: carried(&value),
+            next_batch,
+        }))
+    }
+}
+
+/// Whether a sync response's body reads as matrix-sdk reads it.
+fn reads(body: &[u8]) -> Result<(), String> {
+    use matrix_sdk::ruma::api::IncomingResponse;
+    use matrix_sdk::ruma::exports::http;
+    let response = http::Response::new(body);
+    sync_events::v3::Response::try_from_http_response(response)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// The parts of an unreadable response that do not read on their own: each room's update, each
+/// other top-level section.
+fn unreadable_parts(value: &Value, next_batch: &str) -> String {
+    let alone = |key: &str, part: Value| {
+        let mut probe = serde_json::json!({ "next_batch": next_batch });
+        probe[key] = part;
+        reads(&serde_json::to_vec(&probe).unwrap_or_default()).is_err()
+    };
+    let mut parts = Vec::new();
+    if let Some(top) = value.as_object() {
+        for (key, section) in top {
+            match (key.as_str(), section.as_object()) {
+                ("next_batch", _) => {}
+                ("rooms", Some(kinds)) => {
+                    for (kind, rooms) in kinds {
+                        for (room, update) in rooms.as_object().into_iter().flatten() {
+                            let part =
+                                serde_json::json!({ kind.as_str(): { room.as_str(): update } });
+                            if alone("rooms", part) {
+                                parts.push(format!("rooms.{kind}.{room}"));
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    if alone(key, section.clone()) {
+                        parts.push(key.clone());
+                    }
+                }
+            }
+        }
+    }
+    if parts.is_empty() {
+        "the response".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// What a sync response carried, in counts: rooms with updates, timeline events, to-device
+/// messages.
+fn carried(value: &Value) -> String {
+    let rooms = &value["rooms"];
+    let mut updates = 0;
+    let mut events = 0;
+    for kind in ["join", "invite", "leave", "knock"] {
+        for update in rooms[kind].as_object().into_iter().flat_map(|r| r.values()) {
+            updates += 1;
+            events += update["timeline"]["events"].as_array().map_or(0, Vec::len);
+        }
+    }
+    let to_device = value["to_device"]["events"].as_array().map_or(0, Vec::len);
+    format!(
+        "{updates} room update(s), {events} timeline event(s), {to_device} to-device message(s)"
+    )
+}
+
 /// What the door syncs: everything, with room for a burst of call events (candidates come in
 /// many events) in one response, where the homeserver's default would cut the timeline at 10.
 fn sync_filter() -> sync_events::v3::Filter {
@@ -693,6 +1119,7 @@ fn translate(
     me: &str,
     since: &Since,
     rooms: &HashMap<String, RoomFacts>,
+    aliases: &Aliases,
 ) -> Vec<MatrixEvent> {
     let mut batch = Vec::new();
     let mut messages = Vec::new();
@@ -710,11 +1137,11 @@ fn translate(
         }
     };
     for (room_id, update) in &response.rooms.joined {
-        let room = RoomId(room_id.to_string());
+        let room = aliases.core_room(room_id.as_str());
         let facts = rooms.get(room_id.as_str());
         for event in &update.timeline.events {
-            batch.extend(call_event(&room, event).map(|mut e| {
-                e.members = facts.map(|f| f.members);
+            batch.extend(call_event(&room, event, me).map(|mut e| {
+                e.members = facts.and_then(|f| f.members);
                 e
             }));
             let message = text_message(&room, event, me, since).map(|mut m| {
@@ -742,8 +1169,8 @@ fn translate(
 /// A joined room, as the core needs to know it.
 struct RoomFacts {
     encrypted: bool,
-    /// Joined members, the door included.
-    members: u64,
+    /// Joined members, the door included, when the store knows them.
+    members: Option<u64>,
 }
 
 /// When the daemon started, to tell live messages from history.
@@ -813,16 +1240,17 @@ fn text_message(
     })
 }
 
-/// A timeline event as a call event, when it is one.
-fn call_event(room: &RoomId, event: &TimelineEvent) -> Option<ReceivedEvent> {
+/// A timeline event as a call event, when it is one. The warnings name their `sender` and
+/// `kind`, so that the log holds back a flood of them from one member.
+fn call_event(room: &RoomId, event: &TimelineEvent, me: &str) -> Option<ReceivedEvent> {
     let raw = event.raw();
     let event_type = raw.get_field::<String>("type").ok().flatten()?;
+    let sender = raw.get_field::<String>("sender").ok().flatten();
+    let sender = sender.as_deref().unwrap_or("an unknown sender");
     if let TimelineEventKind::UnableToDecrypt { utd_info, .. } = &event.kind {
-        let sender = raw.get_field::<String>("sender").ok().flatten();
         log::warn!(
-            room = room.0.as_str();
-            "cannot decrypt an event from {} in {}: skipped ({:?})",
-            sender.as_deref().unwrap_or("an unknown sender"),
+            room = room.0.as_str(), sender = sender, kind = "undecryptable events";
+            "cannot decrypt an event from {sender} in {}: skipped ({:?})",
             room.0,
             utd_info.reason
         );
@@ -831,24 +1259,30 @@ fn call_event(room: &RoomId, event: &TimelineEvent) -> Option<ReceivedEvent> {
     if !wire::is_call_event_type(&event_type) {
         return None;
     }
+    let kind = format!("malformed {event_type} events");
     let value: Value = match serde_json::from_str(raw.json().get()) {
         Ok(v) => v,
         Err(e) => {
-            log::warn!(room = room.0.as_str(); "dropping a {event_type} event in {}: {e}", room.0);
+            log::warn!(room = room.0.as_str(), sender = sender, kind = kind.as_str();
+                "dropping a {event_type} event from {sender} in {}: {e}", room.0);
             return None;
         }
     };
-    // When it came, and how long after the homeserver had it: the time the sync took.
-    log::debug!(
-        room = room.0.as_str();
-        "received {event_type} from {} ({} ms after the homeserver had it)",
-        value["sender"].as_str().unwrap_or("?"),
-        value["unsigned"]["age"].as_i64().unwrap_or(-1)
-    );
+    // When it came, and how long after the homeserver had it: the time the sync took. The
+    // door's own events coming back are no news.
+    if sender != me {
+        log::debug!(
+            room = room.0.as_str();
+            "received {event_type} from {sender} ({} ms after the homeserver had it)",
+            value["unsigned"]["age"].as_i64().unwrap_or(-1)
+        );
+    }
     match wire::from_wire(room, &value, event.encryption_info().is_some()) {
         Ok(received) => received,
         Err(e) => {
-            log::warn!(room = room.0.as_str(); "dropping a call event in {}: {e}", room.0);
+            // `e` names the event type and the sender.
+            log::warn!(room = room.0.as_str(), sender = sender, kind = kind.as_str();
+                "dropping a call event in {}: {e}", room.0);
             None
         }
     }
@@ -912,12 +1346,19 @@ async fn dispatch(
     client: Client,
     mut queue: mpsc::UnboundedReceiver<(RoomId, Outgoing)>,
     synced: watch::Receiver<bool>,
+    aliases: Aliases,
 ) {
     let mut rooms = HashMap::new();
     while let Some((room, event)) = queue.recv().await {
         let (sender, _) = rooms.entry(room.clone()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            let task = tokio::spawn(send_room(client.clone(), room, rx, synced.clone()));
+            let task = tokio::spawn(send_room(
+                client.clone(),
+                aliases.clone(),
+                room,
+                rx,
+                synced.clone(),
+            ));
             (tx, task)
         });
         // A room sender ends only when its channel closes, which only this loop does.
@@ -933,6 +1374,7 @@ async fn dispatch(
 /// Sends one room's events, in order.
 async fn send_room(
     client: Client,
+    aliases: Aliases,
     room: RoomId,
     mut queue: mpsc::UnboundedReceiver<Outgoing>,
     mut synced: watch::Receiver<bool>,
@@ -953,7 +1395,11 @@ async fn send_room(
         let txn = TransactionId::new();
         let mut backoff = MIN_BACKOFF;
         for attempt in 1..=SEND_ATTEMPTS {
-            match send_one(&client, &room, event_type, &content, &txn, &mut synced).await {
+            let target = Target {
+                client: &client,
+                aliases: &aliases,
+            };
+            match send_one(target, &room, event_type, &content, &txn, &mut synced).await {
                 Ok(()) => {
                     log::debug!(call_id, room = room.0.as_str(); "sent {event_type} to {}", room.0);
                     break;
@@ -990,15 +1436,22 @@ enum Failure {
     Transient(String),
 }
 
+/// Where events go: the client, and how it finds the rooms the core names.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    client: &'a Client,
+    aliases: &'a Aliases,
+}
+
 async fn send_one(
-    client: &Client,
+    target: Target<'_>,
     room: &RoomId,
     event_type: &str,
     content: &Value,
     txn: &TransactionId,
     synced: &mut watch::Receiver<bool>,
 ) -> Result<(), Failure> {
-    let joined = joined_room(client, room, synced).await?;
+    let joined = joined_room(target, room, synced).await?;
     joined
         .send_raw(event_type, content.clone())
         .with_transaction_id(txn)
@@ -1009,12 +1462,12 @@ async fn send_one(
 
 /// The room, once the door is joined to it.
 async fn joined_room(
-    client: &Client,
+    target: Target<'_>,
     room: &RoomId,
     synced: &mut watch::Receiver<bool>,
 ) -> Result<matrix_sdk::Room, Failure> {
-    let room_id = OwnedRoomId::try_from(room.0.as_str())
-        .map_err(|e| Failure::Permanent(format!("not a room id: {e}")))?;
+    let client = target.client;
+    let room_id = target.aliases.room_id(client, room).await?;
     if client.get_room(&room_id).is_none() && !*synced.borrow() {
         // A fresh store learns the door's rooms from the first sync.
         let _ = tokio::time::timeout(FIRST_SYNC_WAIT, synced.wait_for(|s| *s)).await;

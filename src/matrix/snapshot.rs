@@ -5,10 +5,10 @@ use matrix_sdk::attachment::{AttachmentConfig, AttachmentInfo, BaseImageInfo};
 use matrix_sdk::ruma::events::room::message::TextMessageEventContent;
 use matrix_sdk::ruma::events::Mentions;
 use matrix_sdk::ruma::{OwnedUserId, UInt};
-use matrix_sdk::{Client, RoomMemberships};
+use matrix_sdk::RoomMemberships;
 use tokio::sync::watch;
 
-use super::{joined_room, Failure};
+use super::{joined_room, Failure, Target};
 use crate::call::{RoomId, UserId};
 
 /// The caption's words before the mentions.
@@ -17,14 +17,14 @@ pub const CAPTION: &str = "Someone is at the door";
 /// Uploads `jpeg` and posts it into `room`, mentioning those of `mention` who are joined
 /// members. Returns who was mentioned.
 pub(super) async fn post(
-    client: &Client,
+    target: Target<'_>,
     room: &RoomId,
     jpeg: &[u8],
     (width, height): (u32, u32),
     mention: &[UserId],
     synced: &mut watch::Receiver<bool>,
 ) -> Result<Vec<String>, Failure> {
-    let joined = joined_room(client, room, synced).await?;
+    let joined = joined_room(target, room, synced).await?;
     let members = joined
         .members(RoomMemberships::JOIN)
         .await

@@ -14,15 +14,24 @@
 //! runtime. Neither paces the calls: the capture queue holds at most 60 ms, and its thread
 //! blocks when that is full (a real device then overruns, which is recovered and counted).
 //!
+//! Opening: alsa-lib's open can block. A `hw` device another program holds waits until it is
+//! free unless opened with `SND_PCM_NONBLOCK`, and some plugins block in open whatever the flag
+//! (`file` with a FIFO as its input). So a PCM is opened non-blocking, on a thread of its own,
+//! and given up after [`OPEN_TIMEOUT`] (the thread is left to finish, and closes what it opened
+//! late); while such an open still hangs, the same PCM is not opened again. The PCM stays in
+//! non-blocking mode (the `alsa` crate cannot switch it back): a read or write that finds the
+//! device not ready waits for it with `snd_pcm_wait`.
+//!
 //! Errors: an xrun (`EPIPE`) or a suspend (`ESTRPIPE`) is recovered with `snd_pcm_recover` and
 //! counted, never fatal. A device that disappears (`ENODEV`, `ENXIO`, `EBADFD`, `ESHUTDOWN`,
 //! `EIO`) is a [`MediaError`] naming the PCM; the device is closed, and opened again next time.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::alsa::pcm::{Access, Format, HwParams, PCM};
 use ::alsa::{Direction, ValueOr};
@@ -42,6 +51,13 @@ const CAPTURE_QUEUE: usize = 3 * FRAME_SAMPLES;
 const CAPTURE_PRIME: usize = FRAME_SAMPLES + FRAME_10MS;
 /// How long a read waits for a late period before it fills in silence.
 const CAPTURE_WAIT: Duration = Duration::from_millis(10);
+/// How long opening a PCM may take. Opening a sound card takes milliseconds (a USB card's
+/// first open some hundreds); one that takes longer is waiting for something that may never
+/// come (a device held by another program).
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a read or write waits for a device that is not ready before it asks again (and
+/// looks whether the stream was closed meanwhile).
+const DEVICE_WAIT_MS: u32 = 4 * PERIOD_MS;
 
 /// The sample format the device runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,13 +105,89 @@ fn error(name: &str, direction: Direction, what: &str, e: ::alsa::Error) -> Medi
     MediaError(format!("{} {name:?}: {what}: {e}{gone}", label(direction)))
 }
 
-/// Opens `name` and negotiates. See the module.
+/// The opens of PCMs under way, by name and direction, with when each began: a PCM whose open
+/// has hung past [`OPEN_TIMEOUT`] is not opened again until that open returns.
+fn opening() -> std::sync::MutexGuard<'static, BTreeMap<(String, bool), Instant>> {
+    static OPENING: Mutex<BTreeMap<(String, bool), Instant>> = Mutex::new(BTreeMap::new());
+    OPENING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Opens `name` and negotiates, on a thread of its own, waiting at most [`OPEN_TIMEOUT`]. See
+/// the module.
 pub fn open_pcm(name: &str, direction: Direction) -> Result<(PCM, HwChoice), MediaError> {
+    open_pcm_within(name, direction, OPEN_TIMEOUT)
+}
+
+/// [`open_pcm`] with another bound, for tests.
+#[doc(hidden)]
+pub fn open_pcm_within(
+    name: &str,
+    direction: Direction,
+    timeout: Duration,
+) -> Result<(PCM, HwChoice), MediaError> {
+    let key = (name.to_owned(), direction == Direction::Capture);
+    {
+        let mut opening = opening();
+        if let Some(began) = opening.get(&key) {
+            if began.elapsed() >= timeout {
+                return Err(MediaError(format!(
+                    "{} {name:?}: an earlier open has not returned for {}s: the device hangs",
+                    label(direction),
+                    began.elapsed().as_secs()
+                )));
+            }
+        }
+        opening.insert(key.clone(), Instant::now());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread_name = name.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("alsa-open".to_owned())
+        .spawn(move || {
+            // A panic in alsa-lib's open (through the `alsa` crate) is this open's failure.
+            let result = crate::panics::contained(|| {
+                std::panic::catch_unwind(|| open_now(&thread_name, direction))
+            })
+            .unwrap_or_else(|_| {
+                Err(MediaError(format!(
+                    "{} {thread_name:?}: opening it panicked",
+                    label(direction)
+                )))
+            });
+            opening().remove(&key);
+            // Nobody waits any more: the PCM opened too late is closed here.
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        opening().remove(&(name.to_owned(), direction == Direction::Capture));
+        return Err(MediaError(format!(
+            "{} {name:?}: no thread to open it: {e}",
+            label(direction)
+        )));
+    }
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(_) => Err(MediaError(format!(
+            "{} {name:?}: cannot open: no answer from the device within {}s (busy, or held by another program)",
+            label(direction),
+            timeout.as_secs_f32()
+        ))),
+    }
+}
+
+/// Opens `name` non-blocking and negotiates, on the calling thread.
+fn open_now(name: &str, direction: Direction) -> Result<(PCM, HwChoice), MediaError> {
     let err = |what: &str| {
         let what = what.to_owned();
         move |e: ::alsa::Error| error(name, direction, &what, e)
     };
-    let pcm = PCM::new(name, direction, false).map_err(err("cannot open"))?;
+    let c_name = CString::new(name).map_err(|_| {
+        MediaError(format!(
+            "{} {name:?}: a PCM name cannot hold a NUL byte",
+            label(direction)
+        ))
+    })?;
+    let pcm = PCM::open(&c_name, direction, true).map_err(err("cannot open"))?;
     let choice = {
         let hw = HwParams::any(&pcm).map_err(err("no hardware parameters"))?;
         // Our resampler, not alsa-lib's: with this off, plug devices offer the card's rates.
@@ -262,8 +354,17 @@ impl Device {
             match result {
                 Ok(()) if !out.is_empty() => return Ok(()),
                 Ok(()) => continue,
+                Err(e) if e.errno() == libc::EAGAIN => self.wait_ready()?,
                 Err(e) => self.recover("read failed", e)?,
             }
+        }
+    }
+
+    /// Waits (a little) for the non-blocking PCM to be ready for the next read or write.
+    fn wait_ready(&self) -> Result<(), MediaError> {
+        match self.pcm.wait(Some(DEVICE_WAIT_MS)) {
+            Ok(_) => Ok(()),
+            Err(e) => self.recover("wait failed", e),
         }
     }
 
@@ -301,6 +402,7 @@ impl Device {
             };
             match result {
                 Ok(n) => done += n,
+                Err(e) if e.errno() == libc::EAGAIN => self.wait_ready()?,
                 Err(e) => self.recover("write failed", e)?,
             }
         }
@@ -588,8 +690,15 @@ impl AlsaPlayback {
 
 impl Drop for AlsaPlayback {
     fn drop(&mut self) {
-        // Play out what is queued (at most the buffer, 60 ms) before closing.
-        let _ = self.device.pcm.drain();
+        // Play out what is queued (at most the buffer, 60 ms) before closing. Non-blocking,
+        // drain only starts draining: wait for it to end, within a bound.
+        let pcm = &self.device.pcm;
+        if pcm.drain().is_err() {
+            let deadline = Instant::now() + Duration::from_millis(200);
+            while pcm.state() == ::alsa::pcm::State::Draining && Instant::now() < deadline {
+                let _ = pcm.wait(Some(PERIOD_MS));
+            }
+        }
     }
 }
 

@@ -271,6 +271,129 @@ pub fn snapshot(device: &VideoDevice, video: &VideoSettings) -> Result<Snapshot,
     })
 }
 
+/// One of the door's devices, as the status line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Part {
+    Camera,
+    Microphone,
+    Speaker,
+}
+
+impl Part {
+    /// What a call does without it.
+    pub fn without(self) -> &'static str {
+        match self {
+            Part::Camera => "audio only",
+            Part::Microphone => "silence sent",
+            Part::Speaker => "nothing played",
+        }
+    }
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Part::Camera => "camera",
+            Part::Microphone => "microphone",
+            Part::Speaker => "speaker",
+        })
+    }
+}
+
+/// Whether a device works, as the start-up look or a call found it. The daemon shows the
+/// devices that do not in its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceReport {
+    pub part: Part,
+    /// The device as configured: a path, a PCM name, a command.
+    pub name: String,
+    /// `None`: it works. Otherwise a word or two: "missing", "failed".
+    pub problem: Option<String>,
+}
+
+impl DeviceReport {
+    pub fn ok(part: Part, name: String) -> DeviceReport {
+        DeviceReport {
+            part,
+            name,
+            problem: None,
+        }
+    }
+
+    pub fn failed(part: Part, name: String) -> DeviceReport {
+        DeviceReport {
+            part,
+            name,
+            problem: Some("failed".to_owned()),
+        }
+    }
+}
+
+/// How a PCM endpoint is named in reports.
+fn endpoint_name(endpoint: &AudioEndpoint) -> String {
+    match endpoint {
+        AudioEndpoint::Pcm(name) => format!("{name:?}"),
+        AudioEndpoint::TestTone => "test-tone".to_owned(),
+        AudioEndpoint::TestBursts => "test-bursts".to_owned(),
+        AudioEndpoint::Null => "null".to_owned(),
+    }
+}
+
+impl MediaSettings {
+    /// The name of `part` as configured, for reports and logs.
+    pub fn name_of(&self, part: Part) -> String {
+        match part {
+            Part::Camera => camera_name(&self.camera),
+            Part::Microphone => endpoint_name(&self.capture),
+            Part::Speaker => endpoint_name(&self.playback),
+        }
+    }
+}
+
+/// Looks at the configured devices without holding them, as the daemon does when it starts: a
+/// camera path or command that is not there, a PCM that does not open (each open bounded, see
+/// [`alsa`]). Blocks for as long as the opens take: not on the runtime.
+pub fn look_at_devices(media: &MediaSettings, video: bool) -> Vec<DeviceReport> {
+    let mut found = Vec::new();
+    if video {
+        let name = media.name_of(Part::Camera);
+        let present = match &media.camera {
+            VideoDevice::TestPattern => true,
+            VideoDevice::Path(p) => p.exists(),
+            VideoDevice::Exec(command) => command
+                .first()
+                .is_some_and(|program| source::program_exists(program)),
+        };
+        found.push(if present {
+            DeviceReport::ok(Part::Camera, name)
+        } else {
+            log::warn!("camera {name} is missing: calls are audio only until it is there");
+            DeviceReport {
+                part: Part::Camera,
+                name,
+                problem: Some("missing".to_owned()),
+            }
+        });
+    }
+    for (part, endpoint, direction) in [
+        (Part::Microphone, &media.capture, ::alsa::Direction::Capture),
+        (Part::Speaker, &media.playback, ::alsa::Direction::Playback),
+    ] {
+        let AudioEndpoint::Pcm(pcm) = endpoint else {
+            continue;
+        };
+        let name = media.name_of(part);
+        found.push(match alsa::probe(pcm, direction) {
+            Ok(_) => DeviceReport::ok(part, name),
+            Err(e) => {
+                log::warn!("{e}: calls go on without it ({})", part.without());
+                DeviceReport::failed(part, name)
+            }
+        });
+    }
+    found
+}
+
 /// Opens the microphone: a tone, silence (`null`), or an ALSA PCM without processing.
 pub fn open_audio_source(endpoint: &AudioEndpoint) -> Result<Box<dyn AudioSource>, MediaError> {
     match endpoint {

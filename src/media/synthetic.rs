@@ -214,6 +214,7 @@ fn stamp_check(value: u32) -> u8 {
 
 impl VideoSource for TestPattern {
     fn next_frame(&mut self) -> Result<VideoFrame, MediaError> {
+        crate::panics::test_panic("camera");
         let captured = SystemTime::now();
         let (w, h) = (self.width as usize, self.height as usize);
         let mut data = vec![0u8; w * h * 3 / 2];

@@ -54,6 +54,12 @@ fn io_error(device: &str, what: &str, e: &io::Error) -> MediaError {
 
 fn open_device(path: &Path) -> Result<Device, MediaError> {
     let name = path.display().to_string();
+    // v4l panics on a path it cannot make a C string of.
+    if std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).contains(&0) {
+        return Err(MediaError(format!(
+            "camera {name:?}: a device path cannot hold a NUL byte"
+        )));
+    }
     let device = Device::with_path(path).map_err(|e| io_error(&name, "cannot open", &e))?;
     let caps = device
         .query_caps()

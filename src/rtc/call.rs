@@ -48,8 +48,8 @@ use crate::media::h264;
 use crate::media::opus_codec::{OpusDecoder, OpusEncoder};
 use crate::media::source::{H264Source, Pacing};
 use crate::media::{
-    open_audio_sink, open_call_source, open_h264, AudioSink, AudioSource, MediaError, Silence, Tee,
-    VideoSettings, FRAME_SAMPLES,
+    open_audio_sink, open_call_source, open_h264, AudioSink, AudioSource, DeviceReport, MediaError,
+    Part, Silence, Tee, VideoSettings, FRAME_SAMPLES,
 };
 
 /// How long the first offer waits for gathering to finish (host candidates take a few
@@ -57,6 +57,12 @@ use crate::media::{
 const OFFER_GATHERING: Duration = Duration::from_millis(150);
 /// One Opus frame.
 const AUDIO_FRAME: Duration = Duration::from_millis(20);
+/// How long a call waits for its microphone to open (ALSA's own open is bounded by
+/// [`crate::media::alsa::OPEN_TIMEOUT`]; the echo canceller is set up after it).
+const MICROPHONE_OPEN_LIMIT: Duration = Duration::from_secs(5);
+/// How long a call waits for its camera to open (a V4L2 camera's formats, a hardware
+/// encoder, a command started).
+const CAMERA_OPEN_LIMIT: Duration = Duration::from_secs(10);
 /// Keyframes answer requests at most this often: a viewer that keeps asking (a PLI every few
 /// hundred milliseconds while it cannot decode) would otherwise get nothing but keyframes.
 const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(500);
@@ -119,6 +125,43 @@ enum Signal {
     KeyframeRequest,
     Feedback(Feedback),
     Encoded(Result<EncodedFrame, MediaError>),
+    /// The encoder thread panicked (what it said).
+    EncoderPanicked(String),
+}
+
+/// What a panic said, from its payload.
+pub(super) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// Runs `open` on a thread of its own and waits for it, at most `limit`: opening a device can
+/// block (a sound card another program holds, a driver that waits), and the runtime it would
+/// block also answers the control socket, signals and the watchdog. What opens after the limit
+/// is closed on that thread. A panic while opening is an error like any other.
+async fn open_off_runtime<T: Send + 'static>(
+    what: String,
+    limit: Duration,
+    open: impl FnOnce() -> Result<T, MediaError> + Send + 'static,
+) -> Result<T, MediaError> {
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("device-open".to_owned())
+        .spawn(move || {
+            let _ = tx.send(crate::panics::contained(open));
+        })
+        .map_err(|e| MediaError(format!("{what}: no thread to open it: {e}")))?;
+    match tokio::time::timeout(limit, rx).await {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(_)) => Err(MediaError(format!("{what}: opening it panicked"))),
+        Err(_) => Err(MediaError(format!(
+            "{what}: not open after {}s",
+            limit.as_secs()
+        ))),
+    }
 }
 
 /// One access unit from the encoder thread.
@@ -372,7 +415,7 @@ struct Video {
 /// unit as it comes, and its jobs are keyframe requests. The thread ends when the job channel
 /// closes, or on the first error.
 fn spawn_encoder(
-    mut source: Box<dyn H264Source>,
+    source: Box<dyn H264Source>,
     signals: mpsc::UnboundedSender<Signal>,
     bitrate: Arc<AtomicU32>,
 ) -> Result<(std::sync::mpsc::Sender<bool>, oneshot::Receiver<()>), String> {
@@ -383,76 +426,91 @@ fn spawn_encoder(
         .spawn(move || {
             // Dropped when this thread ends, however it ends: that is what the task waits for.
             let _done = done_tx;
-            match source.pacing() {
-                Pacing::Pull => {
-                    // `None`: the source said its encoder is out of reach; asked once.
-                    let mut encoder_rate = Some(0);
-                    while let Ok(keyframe) = jobs.recv() {
-                        let wanted = bitrate.load(Ordering::Relaxed);
-                        if encoder_rate.is_some_and(|r| r != wanted) {
-                            encoder_rate = match source.set_bitrate(wanted) {
-                                Ok(true) => Some(wanted),
-                                Ok(false) => {
-                                    log::debug!(
-                                        "video: {}'s encoder keeps its own bitrate",
-                                        source.name()
-                                    );
-                                    None
-                                }
-                                Err(e) => {
-                                    // Not asked again for this rate; the next one is tried.
-                                    log::warn!("video: {e}");
-                                    Some(wanted)
-                                }
-                            };
-                        }
-                        let captured = Instant::now();
-                        let start = Instant::now();
-                        let result = source.next_access_unit(keyframe).map(|data| {
-                            let data = data.unwrap_or_default();
-                            EncodedFrame {
-                                requested_keyframe: keyframe,
-                                keyframe: h264::is_keyframe(&data),
-                                data,
-                                captured,
-                                took: start.elapsed(),
-                            }
-                        });
-                        let failed = result.is_err();
-                        if signals.send(Signal::Encoded(result)).is_err() || failed {
-                            break;
-                        }
-                    }
-                }
-                Pacing::Push => loop {
-                    let mut keyframe = false;
-                    loop {
-                        match jobs.try_recv() {
-                            Ok(k) => keyframe |= k,
-                            Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                            Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
-                        }
-                    }
-                    let result = match source.next_access_unit(keyframe) {
-                        Ok(None) => continue,
-                        Ok(Some(data)) => Ok(EncodedFrame {
-                            requested_keyframe: keyframe,
-                            keyframe: h264::is_keyframe(&data),
-                            data,
-                            captured: Instant::now(),
-                            took: Duration::ZERO,
-                        }),
-                        Err(e) => Err(e),
-                    };
-                    let failed = result.is_err();
-                    if signals.send(Signal::Encoded(result)).is_err() || failed {
-                        break;
-                    }
-                },
+            let panicked = signals.clone();
+            // A panic in the camera or the encoder ends this call, not the daemon: caught here
+            // and handed to the call's task, which reports the call failed.
+            let encode = std::panic::AssertUnwindSafe(move || {
+                encode_loop(source, &jobs, &signals, &bitrate)
+            });
+            if let Err(payload) = crate::panics::contained(|| std::panic::catch_unwind(encode)) {
+                let _ = panicked.send(Signal::EncoderPanicked(panic_message(payload.as_ref())));
             }
         })
         .map_err(|e| error("video encoder thread", e))?;
     Ok((jobs_tx, done))
+}
+
+/// The encoder thread's work: see [`spawn_encoder`].
+fn encode_loop(
+    mut source: Box<dyn H264Source>,
+    jobs: &std::sync::mpsc::Receiver<bool>,
+    signals: &mpsc::UnboundedSender<Signal>,
+    bitrate: &AtomicU32,
+) {
+    match source.pacing() {
+        Pacing::Pull => {
+            // `None`: the source said its encoder is out of reach; asked once.
+            let mut encoder_rate = Some(0);
+            while let Ok(keyframe) = jobs.recv() {
+                let wanted = bitrate.load(Ordering::Relaxed);
+                if encoder_rate.is_some_and(|r| r != wanted) {
+                    encoder_rate = match source.set_bitrate(wanted) {
+                        Ok(true) => Some(wanted),
+                        Ok(false) => {
+                            log::debug!("video: {}'s encoder keeps its own bitrate", source.name());
+                            None
+                        }
+                        Err(e) => {
+                            // Not asked again for this rate; the next one is tried.
+                            log::warn!("video: {e}");
+                            Some(wanted)
+                        }
+                    };
+                }
+                let captured = Instant::now();
+                let start = Instant::now();
+                let result = source.next_access_unit(keyframe).map(|data| {
+                    let data = data.unwrap_or_default();
+                    EncodedFrame {
+                        requested_keyframe: keyframe,
+                        keyframe: h264::is_keyframe(&data),
+                        data,
+                        captured,
+                        took: start.elapsed(),
+                    }
+                });
+                let failed = result.is_err();
+                if signals.send(Signal::Encoded(result)).is_err() || failed {
+                    break;
+                }
+            }
+        }
+        Pacing::Push => loop {
+            let mut keyframe = false;
+            loop {
+                match jobs.try_recv() {
+                    Ok(k) => keyframe |= k,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                }
+            }
+            let result = match source.next_access_unit(keyframe) {
+                Ok(None) => continue,
+                Ok(Some(data)) => Ok(EncodedFrame {
+                    requested_keyframe: keyframe,
+                    keyframe: h264::is_keyframe(&data),
+                    data,
+                    captured: Instant::now(),
+                    took: Duration::ZERO,
+                }),
+                Err(e) => Err(e),
+            };
+            let failed = result.is_err();
+            if signals.send(Signal::Encoded(result)).is_err() || failed {
+                break;
+            }
+        },
+    }
 }
 
 /// A call as its task sees it. See the module.
@@ -460,6 +518,7 @@ pub(super) struct CallTask {
     id: CallId,
     settings: RtcSettings,
     events: mpsc::UnboundedSender<(CallId, RtcEvent)>,
+    devices: Option<mpsc::UnboundedSender<DeviceReport>>,
     counters: Arc<Counters>,
 }
 
@@ -468,12 +527,14 @@ impl CallTask {
         id: CallId,
         settings: RtcSettings,
         events: mpsc::UnboundedSender<(CallId, RtcEvent)>,
+        devices: Option<mpsc::UnboundedSender<DeviceReport>>,
         counters: Arc<Counters>,
     ) -> CallTask {
         CallTask {
             id,
             settings,
             events,
+            devices,
             counters,
         }
     }
@@ -482,9 +543,21 @@ impl CallTask {
         let _ = self.events.send((self.id.clone(), event));
     }
 
+    /// Whether `part` works, for the daemon's status (and, when it failed, the core).
+    fn device(&self, part: Part, problem: Option<&MediaError>) {
+        if let Some(devices) = &self.devices {
+            let name = self.settings.media.name_of(part);
+            let _ = devices.send(match problem {
+                None => DeviceReport::ok(part, name),
+                Some(_) => DeviceReport::failed(part, name),
+            });
+        }
+    }
+
     /// Carries out the call's commands until `Close` (or until [`super::Rtc`] is dropped).
     pub(super) async fn run(self, mut commands: mpsc::UnboundedReceiver<RtcCommand>) {
         let started = Instant::now();
+        crate::panics::test_panic("call");
         let (offer, video) = match commands.recv().await {
             Some(RtcCommand::CreateOffer { video }) => (None, video),
             Some(RtcCommand::CreateAnswer { offer, video }) => (Some(offer), video),
@@ -562,20 +635,55 @@ impl<'a> Call<'a> {
         signals: mpsc::UnboundedSender<Signal>,
     ) -> Result<Call<'a>, String> {
         let media = &task.settings.media;
-        let audio_source = open_call_source(media).map_err(|e| e.0)?;
+        // Both open off the runtime, side by side (see `open_off_runtime`).
+        let microphone = {
+            let media = media.clone();
+            open_off_runtime(
+                format!("microphone {}", media.name_of(Part::Microphone)),
+                MICROPHONE_OPEN_LIMIT,
+                move || open_call_source(&media),
+            )
+        };
+        let camera = async {
+            let settings = task.settings.video.filter(|_| video)?;
+            let camera = media.camera.clone();
+            let opened = open_off_runtime(
+                format!("camera {}", media.name_of(Part::Camera)),
+                CAMERA_OPEN_LIMIT,
+                move || open_h264(&camera, &settings),
+            )
+            .await;
+            Some((opened, settings))
+        };
+        let (microphone, camera) = tokio::join!(microphone, camera);
+        // A microphone that cannot be opened makes a silent call, not a failed one: the
+        // visitor is still seen, and the core decides what a failed device costs the call.
+        let audio_source: Box<dyn AudioSource> = match microphone {
+            Ok(source) => {
+                task.device(Part::Microphone, None);
+                source
+            }
+            Err(e) => {
+                log::warn!(call_id = task.id.0.as_str(); "audio: {e}; the call goes on without the microphone, sending silence");
+                task.device(Part::Microphone, Some(&e));
+                Box::new(Silence)
+            }
+        };
         let sink: Box<dyn AudioSink> = Box::new(Tee(
             open_audio_sink(&media.playback).map_err(|e| e.0)?,
             task.counters.remote_audio.clone(),
         ));
         // A camera that cannot be opened makes an audio call, not a failed one.
-        let video_source = match task.settings.video.filter(|_| video) {
-            Some(settings) => match open_h264(&media.camera, &settings) {
-                Ok(source) => Some((source, settings)),
-                Err(e) => {
-                    log::warn!(call_id = task.id.0.as_str(); "video: {e}; the call goes on without video");
-                    None
-                }
-            },
+        let video_source = match camera {
+            Some((Ok(source), settings)) => {
+                task.device(Part::Camera, None);
+                Some((source, settings))
+            }
+            Some((Err(e), _)) => {
+                log::warn!(call_id = task.id.0.as_str(); "video: {e}; the call goes on without video");
+                task.device(Part::Camera, Some(&e));
+                None
+            }
             None => None,
         };
         let audio_encoder = OpusEncoder::new().map_err(|e| e.0)?;
@@ -915,6 +1023,14 @@ impl<'a> Call<'a> {
             }
             Signal::Feedback(fb) => self.video_feedback(fb),
             Signal::Encoded(result) => self.encoded(result).await,
+            Signal::EncoderPanicked(what) => {
+                let reason = format!("the video encoder panicked: {what}");
+                log::error!(call_id = self.task.id.0.as_str(); "{reason}; ending the call");
+                if let Some(video) = &mut self.video {
+                    video.stopped = true;
+                }
+                self.task.report(RtcEvent::Failed { reason });
+            }
         }
     }
 
@@ -1041,6 +1157,7 @@ impl<'a> Call<'a> {
                 // video; the next call opens the camera again.
                 log::warn!(call_id = self.task.id.0.as_str(); "video stopped: {e}; the call goes on with audio only");
                 video.stopped = true;
+                self.task.device(Part::Camera, Some(&e));
                 return;
             }
         };
@@ -1086,6 +1203,7 @@ impl<'a> Call<'a> {
             // The microphone failed (unplugged): the call goes on without it, silent; the next
             // call opens the device again.
             log::warn!(call_id = self.task.id.0.as_str(); "audio: {e}; the call goes on without the microphone");
+            self.task.device(Part::Microphone, Some(&e));
             self.audio_source = Box::new(Silence);
             self.audio_frame.fill(0);
         }

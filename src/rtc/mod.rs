@@ -35,8 +35,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::call::{CallId, RtcCommand, RtcEvent};
 use crate::config::Config;
-use crate::media::SharedRecording;
 pub use crate::media::{AudioLevel, MediaSettings, VideoSettings};
+use crate::media::{DeviceReport, SharedRecording};
 
 /// A STUN or TURN server for the calls.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -194,6 +194,7 @@ struct CallHandle {
 pub struct Rtc {
     settings: RtcSettings,
     events: mpsc::UnboundedSender<(CallId, RtcEvent)>,
+    devices: Option<mpsc::UnboundedSender<DeviceReport>>,
     calls: HashMap<CallId, CallHandle>,
     live: Live,
 }
@@ -205,9 +206,15 @@ impl Rtc {
         Rtc {
             settings,
             events,
+            devices: None,
             calls: HashMap::new(),
             live: Live(Arc::new(watch::channel(0).0)),
         }
+    }
+
+    /// Where calls report whether their devices opened (and devices that fail mid-call).
+    pub fn report_devices(&mut self, devices: mpsc::UnboundedSender<DeviceReport>) {
+        self.devices = Some(devices);
     }
 
     /// The ICE servers for calls created from now on.
@@ -238,12 +245,28 @@ impl Rtc {
                 call.clone(),
                 self.settings.clone(),
                 self.events.clone(),
+                self.devices.clone(),
                 Arc::clone(&counters),
             );
             let guard = self.live.enter();
+            let (id, events) = (call.clone(), self.events.clone());
             tokio::spawn(async move {
                 let _guard = guard;
-                task.run(rx).await;
+                // A panic in a call's task ends that call, not the daemon: it is caught at the
+                // task's boundary (the release build unwinds; see ARCHITECTURE.md) and
+                // reported as the call's failure, which the core hangs up.
+                if let Err(e) = tokio::spawn(crate::panics::Contained::new(task.run(rx))).await {
+                    if e.is_panic() {
+                        let what = call::panic_message(e.into_panic().as_ref());
+                        log::error!(call_id = id.0.as_str(); "the call's task panicked: {what}; ending the call");
+                        let _ = events.send((
+                            id,
+                            RtcEvent::Failed {
+                                reason: format!("the call's task panicked: {what}"),
+                            },
+                        ));
+                    }
+                }
             });
             self.calls.insert(
                 call.clone(),

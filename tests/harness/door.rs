@@ -21,6 +21,8 @@ pub struct DoorSettings {
     pub max_length: &'static str,
     /// `[call] press_during_call`: "ignore" or "hangup".
     pub press_during_call: &'static str,
+    /// `[camera] device`: "test-pattern", or a path.
+    pub camera_device: &'static str,
     /// The synthetic camera's frame size.
     pub camera: (u32, u32),
     /// Extra keys of the `[camera]` section (e.g. `max_bitrate = "200kbit"`).
@@ -31,6 +33,8 @@ pub struct DoorSettings {
     pub extra: String,
     /// Extra keys of the `[call]` section (e.g. `snapshot = false`).
     pub call_extra: String,
+    /// The homeserver's URL, when it is not Synapse's own (a proxy in front of it).
+    pub homeserver: Option<String>,
 }
 
 impl Default for DoorSettings {
@@ -42,11 +46,13 @@ impl Default for DoorSettings {
             ring_timeout: "30s",
             max_length: "5m",
             press_during_call: "ignore",
+            camera_device: "test-pattern",
             camera: (320, 240),
             camera_extra: String::new(),
             capture: "test-tone",
             extra: String::new(),
             call_extra: String::new(),
+            homeserver: None,
         }
     }
 }
@@ -108,7 +114,7 @@ press_during_call = "{press}"
 {call_extra}
 
 [camera]
-device = "test-pattern"
+device = "{device}"
 width = {width}
 height = {height}
 fps = 15
@@ -125,7 +131,7 @@ socket = "{socket}"
 filter = "info,intercom=debug"
 {extra}
 "#,
-                hs = synapse.url(),
+                hs = s.homeserver.clone().unwrap_or_else(|| synapse.url()),
                 user = self.user.user_id,
                 rooms = list(&s.rooms),
                 allow = list(&s.allow),
@@ -134,6 +140,7 @@ filter = "info,intercom=debug"
                 ring = s.ring_timeout,
                 max = s.max_length,
                 press = s.press_during_call,
+                device = s.camera_device,
                 width = s.camera.0,
                 height = s.camera.1,
                 capture = s.capture,
@@ -149,6 +156,11 @@ filter = "info,intercom=debug"
 
     /// Starts the daemon.
     pub fn start(&self) -> Door {
+        self.start_with_env(&[])
+    }
+
+    /// Starts the daemon with more environment (`ALSA_CONFIG_PATH`, a test hook).
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Door {
         let socket = self.dir.path().join("notify.sock");
         let _ = std::fs::remove_file(&socket);
         let notify_socket = UnixDatagram::bind(&socket).unwrap();
@@ -159,6 +171,7 @@ filter = "info,intercom=debug"
             .env("WATCHDOG_USEC", "2000000")
             .env_remove("WATCHDOG_PID")
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -313,6 +326,37 @@ impl Door {
         );
     }
 
+    /// Asks the control socket for the status, as `intercom ring` asks it to ring; the answer
+    /// without its `ok `. Waits at most `timeout` for it.
+    pub fn status(&self, timeout: Duration) -> String {
+        use std::io::Write;
+        let stream = std::os::unix::net::UnixStream::connect(&self.control).unwrap();
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        (&stream).write_all(b"status\n").unwrap();
+        let mut answer = String::new();
+        BufReader::new(&stream)
+            .read_line(&mut answer)
+            .unwrap_or_else(|e| panic!("no answer to `status` within {timeout:?}: {e}"));
+        answer
+            .trim_end()
+            .strip_prefix("ok ")
+            .unwrap_or_else(|| panic!("status answered {answer:?}"))
+            .to_owned()
+    }
+
+    /// Whether the daemon is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().map(|s| s.is_none()).unwrap_or(false)
+    }
+
+    /// Waits at most `timeout` for the daemon to end by itself; how it ended.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = &mut self.child;
+        super::poll("the daemon to end", timeout, || {
+            child.try_wait().ok().flatten()
+        })
+    }
+
     pub fn control_socket(&self) -> &Path {
         &self.control
     }
@@ -323,6 +367,23 @@ impl Door {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// SIGTERM, then waits; returns whether it exited 0, and every line it logged.
+    pub fn stop_with_log(mut self) -> (bool, Vec<String>) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let ok = self.child.wait().map(|s| s.success()).unwrap_or(false);
+        // The reader ends at the end of stderr, which the exit closed (bounded all the same).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Ok(line) = self
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.lines.push(line);
+        }
+        (ok, std::mem::take(&mut self.lines))
     }
 }
 

@@ -21,6 +21,7 @@ pub mod door;
 pub mod garbage;
 pub mod netns;
 pub mod procfs;
+pub mod proxy;
 pub mod synapse;
 pub mod world;
 

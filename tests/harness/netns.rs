@@ -48,9 +48,17 @@ pub fn isolated(test: &str) -> bool {
             panic!("cannot run `unshare` (util-linux) to isolate the network test: {e}")
         });
     let stdout = child.stdout.take().unwrap();
+    let mut ran = None;
     for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
         let t = line.trim();
-        if !(t.starts_with("test result:") || t.starts_with("running ") || t.is_empty()) {
+        // libtest's own line, "running 1 test" (the test's output may say "running" too).
+        let count = t
+            .strip_prefix("running ")
+            .and_then(|r| r.strip_suffix(" tests").or_else(|| r.strip_suffix(" test")))
+            .and_then(|n| n.parse::<u32>().ok());
+        if count.is_some() {
+            ran = count;
+        } else if !(t.starts_with("test result:") || t.is_empty()) {
             println!("{line}");
         }
     }
@@ -58,6 +66,13 @@ pub fn isolated(test: &str) -> bool {
     assert!(
         status.success(),
         "{test} failed inside its network namespace ({status})"
+    );
+    // A name that matches no test (a typo, a renamed function) would run nothing and pass.
+    assert_eq!(
+        ran,
+        Some(1),
+        "the re-run inside the network namespace must run exactly one test, `{test}`: is that \
+         the test function's name?"
     );
     true
 }
