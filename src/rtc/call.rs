@@ -125,17 +125,6 @@ enum Signal {
     KeyframeRequest,
     Feedback(Feedback),
     Encoded(Result<EncodedFrame, MediaError>),
-    /// The encoder thread panicked (what it said).
-    EncoderPanicked(String),
-}
-
-/// What a panic said, from its payload.
-pub(super) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// Runs `open` on a thread of its own and waits for it, at most `limit`: opening a device can
@@ -151,7 +140,7 @@ async fn open_off_runtime<T: Send + 'static>(
     std::thread::Builder::new()
         .name("device-open".to_owned())
         .spawn(move || {
-            let _ = tx.send(crate::panics::contained(open));
+            let _ = tx.send(open());
         })
         .map_err(|e| MediaError(format!("{what}: no thread to open it: {e}")))?;
     match tokio::time::timeout(limit, rx).await {
@@ -426,15 +415,7 @@ fn spawn_encoder(
         .spawn(move || {
             // Dropped when this thread ends, however it ends: that is what the task waits for.
             let _done = done_tx;
-            let panicked = signals.clone();
-            // A panic in the camera or the encoder ends this call, not the daemon: caught here
-            // and handed to the call's task, which reports the call failed.
-            let encode = std::panic::AssertUnwindSafe(move || {
-                encode_loop(source, &jobs, &signals, &bitrate)
-            });
-            if let Err(payload) = crate::panics::contained(|| std::panic::catch_unwind(encode)) {
-                let _ = panicked.send(Signal::EncoderPanicked(panic_message(payload.as_ref())));
-            }
+            encode_loop(source, &jobs, &signals, &bitrate);
         })
         .map_err(|e| error("video encoder thread", e))?;
     Ok((jobs_tx, done))
@@ -1023,14 +1004,6 @@ impl<'a> Call<'a> {
             }
             Signal::Feedback(fb) => self.video_feedback(fb),
             Signal::Encoded(result) => self.encoded(result).await,
-            Signal::EncoderPanicked(what) => {
-                let reason = format!("the video encoder panicked: {what}");
-                log::error!(call_id = self.task.id.0.as_str(); "{reason}; ending the call");
-                if let Some(video) = &mut self.video {
-                    video.stopped = true;
-                }
-                self.task.report(RtcEvent::Failed { reason });
-            }
         }
     }
 

@@ -249,24 +249,9 @@ impl Rtc {
                 Arc::clone(&counters),
             );
             let guard = self.live.enter();
-            let (id, events) = (call.clone(), self.events.clone());
             tokio::spawn(async move {
                 let _guard = guard;
-                // A panic in a call's task ends that call, not the daemon: it is caught at the
-                // task's boundary (the release build unwinds; see ARCHITECTURE.md) and
-                // reported as the call's failure, which the core hangs up.
-                if let Err(e) = tokio::spawn(crate::panics::Contained::new(task.run(rx))).await {
-                    if e.is_panic() {
-                        let what = call::panic_message(e.into_panic().as_ref());
-                        log::error!(call_id = id.0.as_str(); "the call's task panicked: {what}; ending the call");
-                        let _ = events.send((
-                            id,
-                            RtcEvent::Failed {
-                                reason: format!("the call's task panicked: {what}"),
-                            },
-                        ));
-                    }
-                }
+                task.run(rx).await;
             });
             self.calls.insert(
                 call.clone(),

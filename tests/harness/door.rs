@@ -328,6 +328,23 @@ impl Door {
 
     /// Asks the control socket for the status, as `intercom ring` asks it to ring; the answer
     /// without its `ok `. Waits at most `timeout` for it.
+    /// What `intercom status` prints for this door (it must succeed).
+    pub fn status_report(&self) -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_intercom"))
+            .arg("status")
+            .arg("--socket")
+            .arg(&self.control)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "intercom status: {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
     pub fn status(&self, timeout: Duration) -> String {
         use std::io::Write;
         let stream = std::os::unix::net::UnixStream::connect(&self.control).unwrap();
