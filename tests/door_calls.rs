@@ -278,6 +278,12 @@ fn a_stranger_in_the_rung_room_cannot_answer_and_an_allowed_resident_still_does(
         .as_str()
         .unwrap()
         .to_owned();
+    // Alice answers once the door has had mallory's answer: it ignores it (or, as it once did,
+    // takes it and connects to her).
+    door.wait_log_any(
+        &["ignored m.call.answer from @mallory", "status: Connecting"],
+        WAIT,
+    );
     w.alice
         .wait_event("the door's invite", WAIT, |e| e["event"] == "incoming");
     w.alice.call(json!({"cmd": "answer", "call_id": call_id}));

@@ -261,25 +261,30 @@ impl Door {
 
     /// Waits for a log line containing `needle` (after those already consumed) and returns it.
     pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_log_any(&[needle], timeout)
+    }
+
+    /// Waits at most `timeout` for a log line with any of `needles`; that line.
+    pub fn wait_log_any(&mut self, needles: &[&str], timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.log.recv_timeout(left) {
                 Ok(line) => {
                     self.lines.push(line.clone());
-                    if line.contains(needle) {
+                    if needles.iter().any(|n| line.contains(n)) {
                         return line;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     panic!(
-                        "no log line with {needle:?} from the door:\n{}",
+                        "no log line with any of {needles:?} from the door:\n{}",
                         self.log_text()
                     )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     panic!(
-                        "the door exited while waiting for {needle:?}:\n{}",
+                        "the door exited while waiting for any of {needles:?}:\n{}",
                         self.log_text()
                     )
                 }
