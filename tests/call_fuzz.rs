@@ -15,26 +15,10 @@ use std::time::{Duration, Instant};
 
 use intercom::call::*;
 
-/// xorshift64*: small, fast, deterministic.
-struct Rng(u64);
+#[path = "harness/rng.rs"]
+mod rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
+use rng::Rng;
 
 const USERS: &[&str] = &["@alice:hs", "@bob:hs", "@mallory:hs", "@door:hs"];
 const PARTIES: &[&str] = &["A1", "B1", "M1", "DOORDEVICE", "X"];

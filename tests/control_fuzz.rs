@@ -17,26 +17,10 @@ use std::task::{Context, Poll};
 use intercom::control::{read_command, Command, MAX_LINE};
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// xorshift64*: small, fast, deterministic.
-struct Rng(u64);
+#[path = "harness/rng.rs"]
+mod rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-}
+use rng::Rng;
 
 /// What a client may send, before mutation.
 const SEEDS: &[&[u8]] = &[

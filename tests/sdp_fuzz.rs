@@ -16,25 +16,11 @@ mod harness;
 use std::time::Duration;
 
 use harness::netns::isolated;
+use harness::rng::Rng;
 use intercom::call::{CallId, RtcCommand, RtcEvent, SdpKind, SessionDescription, StreamPurpose};
 use intercom::config::{AudioEndpoint, VideoDevice};
 use intercom::rtc::{MediaSettings, Rtc, RtcSettings, VideoSettings};
 use tokio::sync::mpsc;
-
-/// xorshift64*: small, fast, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 const GARBAGE: &[&str] = &[
     "m=video 0 UDP/TLS/RTP/SAVPF",

@@ -14,23 +14,10 @@ use intercom::call::{CallEventBody, RoomId};
 use intercom::matrix::wire::{from_wire, to_wire, MAX_EVENT_BYTES};
 use serde_json::{json, Map, Value};
 
-/// xorshift64*: small, fast, deterministic.
-struct Rng(u64);
+#[path = "harness/rng.rs"]
+mod rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
+use rng::Rng;
 
 fn fixtures() -> Vec<Value> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/js-sdk-43");

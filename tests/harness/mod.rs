@@ -22,6 +22,7 @@ pub mod garbage;
 pub mod netns;
 pub mod procfs;
 pub mod proxy;
+pub mod rng;
 pub mod synapse;
 pub mod world;
 
