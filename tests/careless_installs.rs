@@ -21,7 +21,23 @@ const ADDRESS_SPACE: u64 = 2 << 30;
 
 /// `intercom ARGS`, with its address space bounded.
 fn intercom(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_intercom"));
+    intercom_at(Path::new(env!("CARGO_BIN_EXE_intercom")), args)
+}
+
+/// `intercom ARGS` run as `uid`: the binary is linked (or copied) into `home` first, since the
+/// build's directory may be one that only its owner can enter (`/root/...` when root builds).
+fn intercom_as(home: &Home, uid: u32, args: &[&str]) -> Command {
+    let binary = home.path("intercom");
+    if !binary.exists() && std::fs::hard_link(env!("CARGO_BIN_EXE_intercom"), &binary).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_intercom"), &binary).unwrap();
+    }
+    let mut command = intercom_at(&binary, args);
+    command.uid(uid).gid(uid);
+    command
+}
+
+fn intercom_at(binary: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(binary);
     command.args(args).stdin(Stdio::null());
     let limit = libc::rlimit {
         rlim_cur: ADDRESS_SPACE,
@@ -353,11 +369,11 @@ fn idle_clients_of_the_control_socket_are_bounded_and_timed_out() {
 
 /// `intercom status` as `uid` (`None`: as this test).
 fn status(home: &Home, uid: Option<u32>) -> Output {
-    let mut command = intercom(&["status", "--socket"]);
+    let mut command = match uid {
+        Some(uid) => intercom_as(home, uid, &["status", "--socket"]),
+        None => intercom(&["status", "--socket"]),
+    };
     command.arg(home.socket());
-    if let Some(uid) = uid {
-        command.uid(uid).gid(uid);
-    }
     command.output().unwrap()
 }
 
@@ -528,12 +544,10 @@ fn login_into_another_user_s_state_directory_is_refused() {
     let password = home.path("password");
     std::fs::write(&password, "secret\n").unwrap();
     std::fs::set_permissions(&password, readable).unwrap();
-    let out = intercom(&["login", "--password-file"])
+    let out = intercom_as(&home, NOBODY, &["login", "--password-file"])
         .arg(&password)
         .arg("--config")
         .arg(home.config())
-        .uid(NOBODY)
-        .gid(NOBODY)
         .output()
         .unwrap();
     assert!(
