@@ -1,9 +1,11 @@
 //! The driver loop: the one place that owns the runtime, the clock, signals and sd_notify.
 //!
-//! It feeds the sans-IO core ([`crate::call::Core`]) with inputs stamped with `Instant::now()`,
-//! sleeps until the core's next deadline or the next input, and carries the core's outputs to the
-//! adapters. It makes no decisions of its own about calls. Readiness, status and the watchdog go
-//! to systemd from here: `READY=1` once the door can ring, `STATUS=` whenever the core says so,
+//! It is a pump: it waits for the next input or the station's next deadline, stamps the input
+//! with `Instant::now()`, hands it to the sans-IO station ([`crate::station::Station`]: the call
+//! core, the panel, the status), and carries each of the station's outputs to the adapter it
+//! names. It makes no decision of its own: it changes only when an I/O source changes.
+//! Readiness, status and the watchdog go to systemd from here: `READY=1` once the door can ring,
+//! `STATUS=` whenever the station says so,
 //! `WATCHDOG=1` from this loop itself (so a wedged loop is restarted), `STOPPING=1` on SIGTERM,
 //! after any call was hung up.
 
@@ -14,7 +16,7 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::call::{self, CallEventBody, Core, Input, Output, RtcCommand};
+use crate::call::{self, RtcCommand};
 use crate::config::{self, Config};
 use crate::control::{self, Command};
 use crate::error::Error;
@@ -22,8 +24,9 @@ use crate::gpio::{self, OutputConfig, OutputLine};
 use crate::matrix::{self, Matrix, MatrixEvent};
 use crate::media::speaker::Ringer;
 use crate::media::tones::ToneKind;
-use crate::panel::{Panel, PanelConfig, PanelOutput};
+use crate::panel::PanelConfig;
 use crate::rtc::{IceServer, Rtc, RtcSettings};
+use crate::station::{self, Input, Level, Output, Request, Station, StationConfig};
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), Error> {
@@ -88,7 +91,7 @@ fn door_policy(config: &Config) -> call::DoorPolicy {
     }
 }
 
-/// The panel's timing, from `[button]` and `[door]`.
+/// The panel's timing, from `[button]`.
 fn panel_config(config: &Config) -> PanelConfig {
     let button = config.button.as_ref();
     PanelConfig {
@@ -96,10 +99,6 @@ fn panel_config(config: &Config) -> PanelConfig {
         long_press: button
             .filter(|b| b.long_press_action != config::LongPressAction::None)
             .map(|b| b.long_press),
-        pulse: config
-            .door
-            .as_ref()
-            .map_or(Duration::from_secs(2), |d| d.pulse),
     }
 }
 
@@ -132,18 +131,16 @@ impl Lines {
     }
 }
 
-/// What posting a snapshot when the door rings needs.
+/// What taking a snapshot needs.
 struct Snapshots {
     camera: config::VideoDevice,
     video: crate::media::VideoSettings,
-    mention: Vec<call::UserId>,
 }
 
 impl Snapshots {
-    /// Takes a picture off the loop's thread, then posts it into `room`.
-    fn post(&self, matrix: &Arc<Matrix>, room: call::RoomId) {
+    /// Takes a picture off the loop's thread, then posts it into `room`, mentioning `mention`.
+    fn post(&self, matrix: &Arc<Matrix>, room: call::RoomId, mention: Vec<call::UserId>) {
         let (camera, video) = (self.camera.clone(), self.video);
-        let mention = self.mention.clone();
         let matrix = Arc::downgrade(matrix);
         tokio::spawn(async move {
             let jpeg =
@@ -232,21 +229,27 @@ async fn drive(config: Config) -> Result<(), Error> {
     let identity = matrix.identity();
     let mut policy = policy(&config);
     policy.rooms = matrix.rooms();
-    let mut core = Core::new(policy, identity.clone(), call_seed());
-    core.set_door_policy(door_policy(&config));
-    let mut status = Status::default();
-    let mut panel = Panel::new(panel_config(&config), Instant::now());
+    let started_wall_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut station = Station::new(
+        StationConfig {
+            identity: identity.clone(),
+            policy,
+            door: door_policy(&config),
+            panel: panel_config(&config),
+            call_seed: call_seed(),
+            snapshots: config.call.snapshot,
+            accept_invites: config.matrix.accept_invites,
+            started_wall_ms,
+        },
+        Instant::now(),
+    );
     let mut lines = Lines::open(&config);
-    let snapshots = config.call.snapshot.then(|| Snapshots {
+    let snapshots = Snapshots {
         camera: config.camera.device.clone(),
         video: crate::media::VideoSettings::from_config(&config),
-        mention: config
-            .matrix
-            .allow
-            .iter()
-            .map(|u| call::UserId(u.0.clone()))
-            .collect(),
-    });
+    };
 
     let (matrix_tx, mut matrix_events) = mpsc::channel(64);
     matrix.spawn_sync(matrix_tx);
@@ -289,11 +292,11 @@ async fn drive(config: Config) -> Result<(), Error> {
         }
     }
 
-    let (press_tx, mut edges) = mpsc::channel(8);
+    let (edges_tx, mut edges) = mpsc::channel(8);
     if let Some(button) = config.button.clone() {
-        crate::gpio::spawn_button(button, press_tx);
+        crate::gpio::spawn_button(button, edges_tx);
     } else {
-        drop(press_tx);
+        drop(edges_tx);
         log::info!("no [button] configured: only `intercom ring` presses the button");
     }
 
@@ -310,154 +313,90 @@ async fn drive(config: Config) -> Result<(), Error> {
         config.matrix.rooms.len(),
         config.control.socket.display()
     );
-    notify(&[NotifyState::Ready, NotifyState::Status(&status.line())]);
+    notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&station.status_line()),
+    ]);
     // Start-up (the first sync, the stores) freed more than the idle door will ever hold again.
     crate::memory::give_back_free_pages();
 
+    let mut outlets = Outlets {
+        matrix: &matrix,
+        snapshots: &snapshots,
+        ringer: &ringer,
+        lines: &mut lines,
+        replies: std::collections::HashMap::new(),
+        next_request: 0,
+    };
     loop {
-        let now = Instant::now();
-        loop {
-            if let Some(output) = core.poll_output() {
-                let out = Outlets {
-                    matrix: &matrix,
-                    snapshots: snapshots.as_ref(),
-                    ringer: &ringer,
-                };
-                dispatch(output, &out, &mut rtc, &mut status, &mut panel, now);
-                continue;
-            }
-            panel.set_activity(now, core.activity());
-            match panel.poll_output() {
-                Some(PanelOutput::Led(on)) => {
-                    if let Some(led) = &mut lines.led {
-                        led.set(on);
-                    }
-                }
-                Some(PanelOutput::Relay(on)) => {
-                    if let Some(relay) = &mut lines.relay {
-                        relay.set(on);
-                    }
-                }
-                Some(PanelOutput::Pressed) => {
-                    log::info!("button pressed");
-                    core.handle_input(now, Input::ButtonPressed);
-                }
-                Some(PanelOutput::LongPressed) => {
-                    log::info!("button held (long press)");
-                    core.handle_input(now, Input::LongPress);
-                }
-                None => break,
-            }
+        while let Some(output) = station.poll_output() {
+            outlets.carry(output, &mut rtc);
         }
-        // Before waiting: a changed status reaches systemd now, not at the next event.
-        if status.changed() {
-            notify(&[NotifyState::Status(&status.line())]);
-        }
-        let deadline = [core.poll_timeout(), panel.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
         let sleep = async {
-            match deadline {
+            match station.poll_timeout() {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let input = tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = watchdog_tick.tick(), if watchdog.is_some() => notify(&[NotifyState::Watchdog]),
+            _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                notify(&[NotifyState::Watchdog]);
+                continue;
+            }
             () = sleep => {
-                let now = Instant::now();
-                core.handle_timeout(now);
-                panel.handle_timeout(now);
+                station.handle_timeout(Instant::now());
+                continue;
             }
             Some(event) = matrix_events.recv() => match event {
-                MatrixEvent::Batch(events) => {
-                    core.handle_input(Instant::now(), Input::SyncBatch(events));
+                MatrixEvent::Batch(events) => Input::SyncBatch(events),
+                MatrixEvent::MemberLeft { room, user } => Input::MemberLeft { room, user },
+                MatrixEvent::Message { message, origin_server_ts } => {
+                    Input::Message { message, origin_server_ts }
                 }
-                MatrixEvent::MemberLeft { room, user } => {
-                    core.handle_input(Instant::now(), Input::MemberLeft { room, user });
-                }
-                MatrixEvent::Message(message) => {
-                    core.handle_input(Instant::now(), Input::Message(message));
-                }
-                MatrixEvent::Online => {
-                    status.set_online(None);
-                    panel.set_online(Instant::now(), true);
-                }
-                MatrixEvent::Offline(why) => {
-                    status.set_online(Some(why));
-                    panel.set_online(Instant::now(), false);
-                }
-                MatrixEvent::Unresolved(aliases) => {
-                    status.missing.retain(|part, _| !part.starts_with("room "));
-                    for (alias, why) in aliases {
-                        log::warn!("{why}: room {alias} is not rung until it resolves; retrying");
-                        status.missing.insert(format!("room {alias}"), "unresolved: not rung".to_owned());
-                    }
-                }
+                MatrixEvent::Invited { room, inviter } => Input::Invited { room, inviter },
+                MatrixEvent::Online => Input::Reachability(None),
+                MatrixEvent::Offline(why) => Input::Reachability(Some(why)),
+                MatrixEvent::Unresolved(aliases) => Input::Unresolved(aliases),
             },
-            Some(report) = device_reports.recv() => {
-                let part = format!("{} {}", report.part, report.name);
-                match &report.problem {
-                    Some(problem) => {
-                        let what = format!("{part} {problem}");
-                        status.missing.insert(part, format!("{problem}: {}", report.part.without()));
-                        core.handle_input(Instant::now(), Input::MediaFailed { what });
-                    }
-                    None => {
-                        if status.missing.remove(&part).is_some() {
-                            log::info!("{part} works again");
-                        }
-                    }
-                }
+            Some(report) = device_reports.recv() => Input::Device(report),
+            Some((call, event)) = rtc_events.recv() => Input::Rtc { call, event },
+            Some(servers) = turn_updates.recv() => {
+                rtc.set_ice_servers(servers);
+                continue;
             }
-            Some((call, event)) = rtc_events.recv() => {
-                core.handle_input(Instant::now(), Input::Rtc { call, event });
-            }
-            Some(servers) = turn_updates.recv() => rtc.set_ice_servers(servers),
-            Some(down) = edges.recv() => panel.button_edge(Instant::now(), down),
+            Some(pressed) = edges.recv() => Input::ButtonEdge { pressed },
             Some(req) = requests.recv() => {
-                let answer = match req.command {
-                    Command::Ring => {
-                        log::info!("button pressed (control socket)");
-                        core.handle_input(Instant::now(), Input::ButtonPressed);
-                        "ok pressed".to_owned()
-                    }
-                    Command::Status => {
-                        format!("ok {}", status.report(&matrix.rooms(), Instant::now()))
-                    }
+                let request = match req.command {
+                    Command::Ring => Request::Ring,
+                    Command::Status => Request::Status,
                 };
-                let _ = req.reply.send(answer);
+                let id = outlets.next_request;
+                outlets.next_request += 1;
+                outlets.replies.insert(id, req.reply);
+                Input::Control { id, request }
             }
-        }
+        };
+        station.handle_input(Instant::now(), input);
     }
 
     log::info!("stopping");
-    core.handle_input(Instant::now(), Input::Shutdown);
-    while let Some(output) = core.poll_output() {
-        let out = Outlets {
-            matrix: &matrix,
-            snapshots: None,
-            ringer: &ringer,
-        };
-        dispatch(
-            output,
-            &out,
-            &mut rtc,
-            &mut status,
-            &mut panel,
-            Instant::now(),
-        );
+    station.handle_input(Instant::now(), Input::Shutdown);
+    while let Some(output) = station.poll_output() {
+        // No picture after the door stopped.
+        if !matches!(output, Output::PostSnapshot { .. }) {
+            outlets.carry(output, &mut rtc);
+        }
     }
     // The door stays shut and the light goes out with the daemon.
-    if let Some(relay) = &mut lines.relay {
+    if let Some(relay) = &mut outlets.lines.relay {
         relay.set(false);
     }
-    if let Some(led) = &mut lines.led {
+    if let Some(led) = &mut outlets.lines.led {
         led.set(false);
     }
+    drop(outlets);
     notify(&[NotifyState::Stopping, NotifyState::Status("Stopping")]);
     drop(rtc);
     // The hangup must reach the homeserver before the process ends.
@@ -469,213 +408,87 @@ async fn drive(config: Config) -> Result<(), Error> {
     Ok(())
 }
 
-/// The status line systemd shows (and the control socket's `status` answers): the core's,
-/// whether the homeserver is reachable, and what is missing, e.g.
-/// `Idle (camera /dev/video0 missing: audio only)`.
-#[derive(Default)]
-struct Status {
-    /// Whether a sync ever succeeded.
-    reached: bool,
-    /// When the last call ended, and how (for `intercom status`).
-    last_call: Option<(Instant, String)>,
-    core: String,
-    offline: Option<String>,
-    /// What does not work, by what it is ("camera /dev/video0", "room #door:example.org"),
-    /// with what that costs ("missing: audio only").
-    missing: std::collections::BTreeMap<String, String>,
-    shown: String,
-}
-
-impl Status {
-    fn line(&self) -> String {
-        let core = if self.core.is_empty() {
-            "Idle"
-        } else {
-            &self.core
-        };
-        let notes: Vec<String> = self
-            .offline
-            .iter()
-            .map(|why| format!("homeserver unreachable: {why}"))
-            .chain(
-                self.missing
-                    .iter()
-                    .map(|(part, cost)| format!("{part} {cost}")),
-            )
-            .collect();
-        if notes.is_empty() {
-            core.to_owned()
-        } else {
-            format!("{core} ({})", notes.join("; "))
-        }
-    }
-
-    fn set_online(&mut self, offline: Option<String>) {
-        self.reached |= offline.is_none();
-        match &offline {
-            Some(why) => log::warn!("homeserver unreachable: {why}; retrying"),
-            None if self.offline.is_some() => log::info!("homeserver reachable again"),
-            None => {}
-        }
-        self.offline = offline;
-    }
-
-    /// Whether the line changed since it was last asked.
-    fn changed(&mut self) -> bool {
-        let line = self.line();
-        if line == self.shown {
-            return false;
-        }
-        self.shown = line;
-        true
-    }
-}
-
-impl Status {
-    /// The control socket's answer to `status` (`intercom status` shows it): the status line,
-    /// then a `key: value` line each for the state, the homeserver, the rooms, the last call and
-    /// what is missing.
-    fn report(&self, rooms: &[call::RoomId], now: Instant) -> String {
-        let state = if self.core.is_empty() {
-            "Idle"
-        } else {
-            &self.core
-        };
-        let homeserver = match (&self.offline, self.reached) {
-            (Some(why), _) => format!("unreachable ({why}); retrying"),
-            (None, true) => "reachable".to_owned(),
-            (None, false) => "not reached yet".to_owned(),
-        };
-        let rooms: Vec<&str> = rooms.iter().map(|r| r.0.as_str()).collect();
-        let last_call = match &self.last_call {
-            Some((at, how)) => format!(
-                "{how}; ended {}s ago",
-                now.saturating_duration_since(*at).as_secs()
-            ),
-            None => "none since the daemon started".to_owned(),
-        };
-        let mut missing: Vec<String> = self
-            .offline
-            .iter()
-            .map(|_| "the homeserver".to_owned())
-            .collect();
-        if rooms.is_empty() {
-            missing.push("a room to ring".to_owned());
-        }
-        missing.extend(
-            self.missing
-                .iter()
-                .map(|(part, cost)| format!("{part} ({cost})")),
-        );
-        let lines = [
-            self.line(),
-            format!("state: {state}"),
-            format!("homeserver: {homeserver}"),
-            format!("rooms: {}", rooms.join(", ")),
-            format!("last call: {last_call}"),
-            format!(
-                "missing: {}",
-                if missing.is_empty() {
-                    "nothing".to_owned()
-                } else {
-                    missing.join(", ")
-                }
-            ),
-        ];
-        // One line each, whatever a reason or a peer's name holds.
-        lines
-            .map(|l| l.replace(|c: char| c.is_control(), " "))
-            .join("\n")
-    }
-
-    /// Remembers how a call ended, with the last state it reached (who answered, if anyone).
-    fn call_ended(&mut self, now: Instant, call: &call::CallId, reason: &call::EndReason) {
-        let how = match reason {
-            call::EndReason::Hangup { reason, remote } => format!(
-                "hung up by {} ({})",
-                if *remote {
-                    "the other side"
-                } else {
-                    "the door"
-                },
-                reason.as_str()
-            ),
-            call::EndReason::Rejected => "rejected".to_owned(),
-            call::EndReason::AnsweredElsewhere => "answered elsewhere".to_owned(),
-            call::EndReason::NoAnswer => "no answer".to_owned(),
-            call::EndReason::Replaced => "replaced by the peer's call".to_owned(),
-            call::EndReason::PeerLeft => "the peer left the room".to_owned(),
-        };
-        let last = format!("{}: {how} (last state: {})", call.0, self.core);
-        self.last_call = Some((now, last));
-    }
-}
-
-/// Where the core's outputs for Matrix go.
+/// Where the station's outputs go.
 struct Outlets<'a> {
     matrix: &'a Arc<Matrix>,
-    snapshots: Option<&'a Snapshots>,
+    snapshots: &'a Snapshots,
     ringer: &'a Ringer,
+    lines: &'a mut Lines,
+    /// The control-socket requests waiting for their reply, by the id the station was given.
+    replies: std::collections::HashMap<u64, tokio::sync::oneshot::Sender<String>>,
+    next_request: u64,
 }
 
-/// Carries one output of the core to the adapter it is for.
-fn dispatch(
-    output: Output,
-    out: &Outlets,
-    rtc: &mut Rtc,
-    status: &mut Status,
-    panel: &mut Panel,
-    now: Instant,
-) {
-    match output {
-        Output::OpenDoor { by } => {
-            // Audit lines: logged whatever the filter, never held back.
-            if panel.open_door(now) {
-                log::info!(target: crate::logging::AUDIT, "door opened by {by}");
-            } else {
-                log::info!(target: crate::logging::AUDIT, "door: {by}'s open merged into the pulse under way");
+impl Outlets<'_> {
+    /// Carries one output of the station to the adapter it is for.
+    fn carry(&mut self, output: Output, rtc: &mut Rtc) {
+        match output {
+            Output::Send { room, event } => self.matrix.send(room, event),
+            Output::Rtc { call, command } => {
+                if command == RtcCommand::Close {
+                    if let Some(stats) = rtc.stats(&call) {
+                        log::info!(call_id = call.0.as_str();
+                            "call media: {} video frames sent, {} video packets received, {} audio packets sent, {} received; remote audio: {} samples, rms={:.4}",
+                            stats.video_frames_sent, stats.video_packets_received, stats.audio_packets_sent, stats.audio_packets_received,
+                            stats.remote_audio.samples, stats.remote_audio.rms);
+                    }
+                }
+                rtc.command(&call, command);
             }
-        }
-        Output::Post { room, text } => out.matrix.post_text(room, text),
-        Output::Status(s) => {
-            log::info!("status: {s}");
-            status.core = s;
-        }
-        Output::Notice(line) => log::info!("{line}"),
-        Output::CallEnded { call, reason } => {
-            log::info!(call_id = call.0.as_str(); "call ended: {reason:?}");
-            status.call_ended(now, &call, &reason);
-        }
-        Output::Send { room, event } => {
-            log::debug!(call_id = event.call_id.0.as_str(), room = room.0.as_str();
-                "sending {}", event.body.event_type());
-            let invite = matches!(event.body, CallEventBody::Invite { .. });
-            out.matrix.send(room.clone(), event);
-            // The door's invites go out only when it rings out: the picture follows each.
-            if let (true, Some(snapshots)) = (invite, out.snapshots) {
-                snapshots.post(out.matrix, room);
+            Output::Tone { tone, on } => {
+                log::debug!("device: {tone:?} {}", if on { "on" } else { "off" });
+                let kind = match tone {
+                    station::Tone::Ringtone => ToneKind::Ringtone,
+                    station::Tone::Ringback => ToneKind::Ringback,
+                };
+                self.ringer.set(kind, on);
             }
-        }
-        Output::Rtc { call, command } => {
-            if command == RtcCommand::Close {
-                if let Some(stats) = rtc.stats(&call) {
-                    log::info!(call_id = call.0.as_str();
-                        "call media: {} video frames sent, {} video packets received, {} audio packets sent, {} received; remote audio: {} samples, rms={:.4}",
-                        stats.video_frames_sent, stats.video_packets_received, stats.audio_packets_sent, stats.audio_packets_received,
-                        stats.remote_audio.samples, stats.remote_audio.rms);
+            Output::Led(on) => {
+                if let Some(led) = &mut self.lines.led {
+                    led.set(on);
                 }
             }
-            rtc.command(&call, command);
-        }
-        Output::Device(command) => {
-            log::debug!("device: {command:?}");
-            match command {
-                call::DeviceCommand::Ringtone(on) => out.ringer.set(ToneKind::Ringtone, on),
-                call::DeviceCommand::Ringback(on) => out.ringer.set(ToneKind::Ringback, on),
-                // The call's task opens and closes the microphone and the speaker's sink.
-                call::DeviceCommand::StartMedia | call::DeviceCommand::StopMedia => {}
+            Output::Relay(on) => {
+                if let Some(relay) = &mut self.lines.relay {
+                    relay.set(on);
+                }
             }
+            Output::Post { room, text } => self.matrix.post_text(room, text),
+            Output::PostSnapshot { room, mention } => {
+                self.snapshots.post(self.matrix, room, mention)
+            }
+            Output::JoinRoom { room } => self.matrix.join(room),
+            Output::Reply { id, text } => {
+                if let Some(reply) = self.replies.remove(&id) {
+                    let _ = reply.send(text);
+                }
+            }
+            Output::Status(line) => notify(&[NotifyState::Status(&line)]),
+            Output::Log(line) => write_log(line),
         }
+    }
+}
+
+/// Writes one of the station's log lines, with its call id and room as structured fields.
+fn write_log(line: station::Log) {
+    let level = match line.level {
+        Level::Debug => log::Level::Debug,
+        Level::Info | Level::Audit => log::Level::Info,
+        Level::Warn => log::Level::Warn,
+    };
+    let target = if line.level == Level::Audit {
+        crate::logging::AUDIT
+    } else {
+        module_path!()
+    };
+    let text = line.text;
+    match (line.call, line.room) {
+        (Some(call), Some(room)) => {
+            log::log!(target: target, level, call_id = call.0.as_str(), room = room.0.as_str(); "{text}")
+        }
+        (Some(call), None) => log::log!(target: target, level, call_id = call.0.as_str(); "{text}"),
+        (None, Some(room)) => log::log!(target: target, level, room = room.0.as_str(); "{text}"),
+        (None, None) => log::log!(target: target, level, "{text}"),
     }
 }
 

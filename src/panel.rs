@@ -17,8 +17,9 @@
 //! - **LED.** One pattern at a time, by priority: the door opening (fast blink), a call ringing
 //!   (blink), a call up (steady on), the homeserver unreachable (double blink), idle (steady on:
 //!   the lit button shows where to press).
-//! - **Relay.** A pulse of `pulse` closes the relay; an open asked for during a pulse is merged
-//!   into it (neither lengthened nor repeated).
+//! - **Relay.** The relay is closed until the instant the call core chose (the core owns the
+//!   pulse: its length, and merging an open asked for during one); the panel closes it, opens it
+//!   again at that instant, and shows the opening on the LED.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -30,8 +31,6 @@ pub struct PanelConfig {
     pub debounce: Duration,
     /// Held this long, the button is a long press; `None`: no long-press action.
     pub long_press: Option<Duration>,
-    /// How long the relay stays closed per opening.
-    pub pulse: Duration,
 }
 
 pub use crate::call::Activity;
@@ -165,17 +164,21 @@ impl Panel {
         self.update_led(now, false);
     }
 
-    /// Opens the door: closes the relay for the pulse. Returns false when a pulse was already
-    /// under way, which this open is merged into.
-    pub fn open_door(&mut self, now: Instant) -> bool {
+    /// Opens the door: closes the relay until `until` (the end of the pulse the core chose). A
+    /// pulse under way is lengthened to `until` if that is later, never closed twice.
+    pub fn open_door(&mut self, now: Instant, until: Instant) {
         self.handle_timeout(now);
-        if self.relay_until.is_some() {
-            return false;
+        if until <= now {
+            return;
         }
-        self.relay_until = Some(now + self.config.pulse);
-        self.outputs.push_back(PanelOutput::Relay(true));
-        self.update_led(now, false);
-        true
+        match self.relay_until {
+            Some(end) => self.relay_until = Some(end.max(until)),
+            None => {
+                self.relay_until = Some(until);
+                self.outputs.push_back(PanelOutput::Relay(true));
+                self.update_led(now, false);
+            }
+        }
     }
 
     /// Whether the relay is closed.

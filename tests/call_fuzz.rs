@@ -337,7 +337,7 @@ fn run_case(seed: u64) -> u32 {
                         ids.push(event.call_id);
                     }
                 }
-                Output::OpenDoor { by } => {
+                Output::OpenDoor { by, .. } => {
                     if keypad {
                         let user = by.strip_suffix(" (keypad)");
                         assert!(

@@ -205,7 +205,7 @@ impl T {
 fn opened(out: &[Output]) -> Vec<String> {
     out.iter()
         .filter_map(|o| match o {
-            Output::OpenDoor { by } => Some(by.clone()),
+            Output::OpenDoor { by, .. } => Some(by.clone()),
             _ => None,
         })
         .collect()

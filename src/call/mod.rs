@@ -136,8 +136,9 @@ pub enum Output {
     Notice(String),
     /// A call is over.
     CallEnded { call: CallId, reason: EndReason },
-    /// Close the door's relay for one pulse; `by` is who opened it (for the log).
-    OpenDoor { by: String },
+    /// Close the door's relay until `until` (one pulse: the core owns its length and merges an
+    /// open asked for during one); `by` is who opened it (for the audit log).
+    OpenDoor { by: String, until: Instant },
     /// Post a text message into a room (the audit line of an opening, a refusal's reason).
     Post { room: RoomId, text: String },
 }
@@ -162,12 +163,11 @@ pub enum RtcCommand {
     Close,
 }
 
-/// Commands for the door's devices.
+/// Commands for the door's devices. (The camera and microphone are opened by the WebRTC
+/// adapter with each call's peer connection, `RtcCommand::CreateOffer`/`CreateAnswer`, and
+/// closed with it.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceCommand {
-    /// Start (warm up) the camera and microphone.
-    StartMedia,
-    StopMedia,
     /// The ringtone on the door's speaker (incoming call, ring mode).
     Ringtone(bool),
     /// The ringback tone while the door calls out.
@@ -496,7 +496,6 @@ impl Core {
             })
             .collect();
         self.call = Some(call);
-        self.emit(Output::Device(DeviceCommand::StartMedia));
         self.emit(Output::Rtc {
             call: id,
             command: RtcCommand::CreateOffer {
@@ -559,8 +558,12 @@ impl Core {
             self.notice(format!("door: already opening; {by}'s open merged into it"));
             return;
         }
-        self.door_open_until = Some(now + self.door.pulse);
-        self.emit(Output::OpenDoor { by: by.to_owned() });
+        let until = now + self.door.pulse;
+        self.door_open_until = Some(until);
+        self.emit(Output::OpenDoor {
+            by: by.to_owned(),
+            until,
+        });
         for room in rooms {
             self.emit(Output::Post {
                 room: room.clone(),
@@ -800,7 +803,6 @@ impl Core {
             .unwrap_or_default();
         self.timers.cancel(Timer::RingIn);
         self.emit(Output::Device(DeviceCommand::Ringtone(false)));
-        self.emit(Output::Device(DeviceCommand::StartMedia));
         self.emit(Output::Rtc {
             call: id.clone(),
             command: RtcCommand::CreateAnswer { offer, video },
@@ -1364,9 +1366,6 @@ impl Core {
             }
             Phase::RingingIn => self.emit(Output::Device(DeviceCommand::Ringtone(false))),
             _ => {}
-        }
-        if call.phase != Phase::RingingIn {
-            self.emit(Output::Device(DeviceCommand::StopMedia));
         }
         self.emit(Output::CallEnded {
             call: call.id.clone(),

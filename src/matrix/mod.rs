@@ -104,9 +104,17 @@ pub enum MatrixEvent {
     Batch(Vec<ReceivedEvent>),
     /// Someone else left (or was kicked or banned from) a room the door is in.
     MemberLeft { room: RoomId, user: UserId },
-    /// A text message (`m.text`, decrypted when it was encrypted) from someone else, sent after
-    /// the daemon started: messages from before are history and never reported.
-    Message(ReceivedMessage),
+    /// A text message (`m.text`, decrypted when it was encrypted) from someone else, with its
+    /// `origin_server_ts` (the station tells history from live messages).
+    Message {
+        message: ReceivedMessage,
+        origin_server_ts: Option<u64>,
+    },
+    /// Someone invited the door into a room (the station decides whether to join).
+    Invited {
+        room: RoomId,
+        inviter: Option<UserId>,
+    },
     /// A sync succeeded: after the first one, and again after failures.
     Online,
     /// Syncing started failing (sent once, until the next [`MatrixEvent::Online`]); the loop
@@ -142,7 +150,6 @@ impl std::fmt::Debug for TurnServers {
 /// queue. Made by [`connect`]; syncing starts with [`Matrix::spawn_sync`].
 pub struct Matrix {
     client: Client,
-    config: MatrixConfig,
     identity: Identity,
     rooms: Vec<RoomId>,
     aliases: Aliases,
@@ -282,7 +289,6 @@ pub async fn connect(config: &MatrixConfig) -> Result<Matrix, Error> {
     ));
     Ok(Matrix {
         client,
-        config: config.clone(),
         identity: Identity {
             user: UserId(session.user_id),
             party: PartyId(session.device_id),
@@ -411,6 +417,25 @@ impl Matrix {
         }
     }
 
+    /// Joins `room` (a room id the door was invited to), on a task of its own; a failure is
+    /// logged naming the room.
+    pub fn join(&self, room: RoomId) {
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let r = room.0.as_str();
+            let id = match matrix_sdk::ruma::OwnedRoomId::try_from(r) {
+                Ok(id) => id,
+                Err(e) => {
+                    log::warn!(room = r; "cannot join {r}: {e}");
+                    return;
+                }
+            };
+            if let Err(e) = client.join_room_by_id(&id).await {
+                log::warn!(room = r; "cannot join {r}: {e}");
+            }
+        });
+    }
+
     /// Posts `jpeg` (`width` x `height`) into `room` as an `m.image`, its caption mentioning
     /// those of `mention` who are members of the room (`m.mentions` and their ids in the body),
     /// on a task of its own: it never holds up the call's events. Encrypted rooms get an
@@ -463,19 +488,14 @@ impl Matrix {
 
     /// Starts the sync loop: a task that syncs until `events` is closed, and reports what it sees
     /// (see [`MatrixEvent`]). The first sync of a store without a sync token only catches up:
-    /// its timeline is history and never reaches the core. Invites from users on the allow list
-    /// are accepted when `accept_invites` is on.
+    /// its timeline is history and never reaches the core.
     pub fn spawn_sync(&self, events: mpsc::Sender<MatrixEvent>) {
         let sync = SyncLoop {
             client: self.client.clone(),
             me: self.identity.user.0.clone(),
-            accept_invites: self.config.accept_invites,
-            allow: self.config.allow.iter().map(|u| u.0.clone()).collect(),
             synced: self.synced.clone(),
             aliases: self.aliases.clone(),
             events,
-            started: std::time::SystemTime::now(),
-            started_at: std::time::Instant::now(),
         };
         tokio::spawn(sync.run());
     }
@@ -675,14 +695,9 @@ mod turn_server {
 struct SyncLoop {
     client: Client,
     me: String,
-    accept_invites: bool,
-    allow: Vec<String>,
     synced: watch::Sender<bool>,
     aliases: Aliases,
     events: mpsc::Sender<MatrixEvent>,
-    /// When the loop started: messages sent before are history.
-    started: std::time::SystemTime,
-    started_at: std::time::Instant,
 }
 
 impl SyncLoop {
@@ -785,12 +800,8 @@ impl SyncLoop {
                     if catching_up {
                         log::info!("first sync of this store: its history is not looked at");
                     } else {
-                        let since = Since {
-                            wall: self.started,
-                            elapsed: self.started_at.elapsed(),
-                        };
                         let rooms = self.room_facts(&response).await;
-                        for event in translate(&response, &self.me, &since, &rooms, &self.aliases) {
+                        for event in translate(&response, &self.me, &rooms, &self.aliases) {
                             if !self.report(event).await {
                                 return;
                             }
@@ -798,7 +809,9 @@ impl SyncLoop {
                     }
                     catching_up = false;
                     crate::panics::test_panic("sync");
-                    self.answer_invites(&response).await;
+                    if !self.report_invites(&response).await {
+                        return;
+                    }
                     self.prepare_encryption().await;
                 }
                 Err(e) => {
@@ -921,8 +934,9 @@ impl SyncLoop {
         }
     }
 
-    /// Joins the rooms that someone on the allow list invited the door to, when that is on.
-    async fn answer_invites(&self, response: &SyncResponse) {
+    /// Reports the rooms the door was invited to in `response`, with who invited it; false once
+    /// the driver has gone.
+    async fn report_invites(&self, response: &SyncResponse) -> bool {
         for (room_id, invited) in &response.rooms.invited {
             let inviter = invited.invite_state.events.iter().find_map(|e| {
                 let e: Value = e.deserialize_as_unchecked().ok()?;
@@ -931,22 +945,15 @@ impl SyncLoop {
                     && e["content"]["membership"] == "invite";
                 ours.then(|| e["sender"].as_str().map(str::to_owned))?
             });
-            let inviter = inviter.as_deref().unwrap_or("an unknown user");
-            if !self.accept_invites {
-                log::info!(
-                    room = room_id.as_str(); "not joining {room_id}, invited by {inviter}: accept_invites is off"
-                );
-            } else if !self.allow.iter().any(|a| a == inviter) {
-                log::info!(
-                    room = room_id.as_str(); "not joining {room_id}, invited by {inviter}: not on the allow list"
-                );
-            } else {
-                log::info!(room = room_id.as_str(); "joining {room_id}, invited by {inviter}");
-                if let Err(e) = self.client.join_room_by_id(room_id).await {
-                    log::warn!(room = room_id.as_str(); "cannot join {room_id}: {e}");
-                }
+            let invited = MatrixEvent::Invited {
+                room: RoomId(room_id.to_string()),
+                inviter: inviter.map(UserId),
+            };
+            if !self.report(invited).await {
+                return false;
             }
         }
+        true
     }
 }
 
@@ -1117,7 +1124,6 @@ fn sync_filter() -> sync_events::v3::Filter {
 fn translate(
     response: &SyncResponse,
     me: &str,
-    since: &Since,
     rooms: &HashMap<String, RoomFacts>,
     aliases: &Aliases,
 ) -> Vec<MatrixEvent> {
@@ -1144,9 +1150,12 @@ fn translate(
                 e.members = facts.and_then(|f| f.members);
                 e
             }));
-            let message = text_message(&room, event, me, since).map(|mut m| {
+            let message = text_message(&room, event, me).map(|(mut m, origin_server_ts)| {
                 m.room_encrypted = facts.is_some_and(|f| f.encrypted);
-                MatrixEvent::Message(m)
+                MatrixEvent::Message {
+                    message: m,
+                    origin_server_ts,
+                }
             });
             messages.extend(message);
             leave(&room, departed(event.raw(), me));
@@ -1173,40 +1182,13 @@ struct RoomFacts {
     members: Option<u64>,
 }
 
-/// When the daemon started, to tell live messages from history.
-struct Since {
-    wall: std::time::SystemTime,
-    /// How long ago, when the response arrived.
-    elapsed: Duration,
-}
-
-impl Since {
-    /// Whether an event the homeserver received `age` ago (or, without an age, stamped
-    /// `origin_server_ts`) was sent after the daemon started. The age is the homeserver's own
-    /// measure, so a clock that differs between the door and the homeserver does not matter.
-    fn is_live(&self, age: Option<Duration>, origin_server_ts: Option<u64>) -> bool {
-        match (age, origin_server_ts) {
-            (Some(age), _) => age <= self.elapsed,
-            (None, Some(ts)) => {
-                let start = self
-                    .wall
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_millis();
-                u128::from(ts) >= start
-            }
-            (None, None) => false,
-        }
-    }
-}
-
-/// A timeline event as a live text message from someone else, when it is one.
+/// A timeline event as a text message from someone else, with its `origin_server_ts`, when it
+/// is one.
 fn text_message(
     room: &RoomId,
     event: &TimelineEvent,
     me: &str,
-    since: &Since,
-) -> Option<ReceivedMessage> {
+) -> Option<(ReceivedMessage, Option<u64>)> {
     let raw = event.raw();
     if raw.get_field::<String>("type").ok().flatten()? != "m.room.message" {
         return None;
@@ -1226,18 +1208,15 @@ fn text_message(
         .and_then(|u| u["age"].as_i64())
         .map(|ms| Duration::from_millis(ms.max(0).unsigned_abs()));
     let ts = raw.get_field::<u64>("origin_server_ts").ok().flatten();
-    if !since.is_live(age, ts) {
-        log::debug!(room = room.0.as_str(); "a message from {sender} from before the start: not looked at");
-        return None;
-    }
-    Some(ReceivedMessage {
+    let message = ReceivedMessage {
         room: room.clone(),
         sender: UserId(sender),
         age,
         body,
         encrypted: event.encryption_info().is_some(),
         room_encrypted: false,
-    })
+    };
+    Some((message, ts))
 }
 
 /// A timeline event as a call event, when it is one. The warnings name their `sender` and

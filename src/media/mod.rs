@@ -271,63 +271,9 @@ pub fn snapshot(device: &VideoDevice, video: &VideoSettings) -> Result<Snapshot,
     })
 }
 
-/// One of the door's devices, as the status line names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Part {
-    Camera,
-    Microphone,
-    Speaker,
-}
-
-impl Part {
-    /// What a call does without it.
-    pub fn without(self) -> &'static str {
-        match self {
-            Part::Camera => "audio only",
-            Part::Microphone => "silence sent",
-            Part::Speaker => "nothing played",
-        }
-    }
-}
-
-impl fmt::Display for Part {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Part::Camera => "camera",
-            Part::Microphone => "microphone",
-            Part::Speaker => "speaker",
-        })
-    }
-}
-
-/// Whether a device works, as the start-up look or a call found it. The daemon shows the
-/// devices that do not in its status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceReport {
-    pub part: Part,
-    /// The device as configured: a path, a PCM name, a command.
-    pub name: String,
-    /// `None`: it works. Otherwise a word or two: "missing", "failed".
-    pub problem: Option<String>,
-}
-
-impl DeviceReport {
-    pub fn ok(part: Part, name: String) -> DeviceReport {
-        DeviceReport {
-            part,
-            name,
-            problem: None,
-        }
-    }
-
-    pub fn failed(part: Part, name: String) -> DeviceReport {
-        DeviceReport {
-            part,
-            name,
-            problem: Some("failed".to_owned()),
-        }
-    }
-}
+// The devices and their reports are the station's vocabulary (what a missing one costs is
+// its decision); the adapters here make them.
+pub use crate::station::{DeviceReport, Part};
 
 /// How a PCM endpoint is named in reports.
 fn endpoint_name(endpoint: &AudioEndpoint) -> String {
