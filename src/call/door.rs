@@ -258,3 +258,106 @@ impl Keypad {
         }
     }
 }
+
+// --- the core's side: messages, keys and the relay ---------------------------------------
+
+use super::{Output, Phase};
+
+impl super::Core {
+    pub(super) fn on_message(&mut self, now: Instant, msg: ReceivedMessage) {
+        if msg.sender == self.identity.user || !msg.is_open_command() {
+            return;
+        }
+        let call = self.call.as_ref().and_then(|c| {
+            let up = matches!(c.phase, Phase::Connecting | Phase::Connected);
+            c.peer.as_ref().filter(|_| up).map(|p| (&p.room, &p.user))
+        });
+        let verdict = judge(
+            &self.door,
+            &self.policy.allow,
+            &self.policy.rooms,
+            call,
+            &msg,
+        );
+        match verdict {
+            Verdict::Open => {
+                let room = [msg.room.clone()];
+                self.open_door(now, &msg.sender.0, &room);
+            }
+            Verdict::Refuse { why, tell } => {
+                self.notice(format!(
+                    "door: {OPEN_COMMAND} from {} in {} refused: {why}",
+                    msg.sender.0, msg.room.0
+                ));
+                if tell {
+                    self.emit(Output::Post {
+                        room: msg.room,
+                        text: format!("Door not opened: {why}."),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Opens the door for `by`, posting the audit line into `rooms`; merged into a pulse that
+    /// is under way.
+    pub(super) fn open_door(&mut self, now: Instant, by: &str, rooms: &[RoomId]) {
+        if !self.door.relay {
+            self.notice(format!(
+                "door: {by} would open it, but no relay is configured"
+            ));
+            return;
+        }
+        if self.door_open_until.is_some_and(|t| now < t) {
+            self.notice(format!("door: already opening; {by}'s open merged into it"));
+            return;
+        }
+        let until = now + self.door.pulse;
+        self.door_open_until = Some(until);
+        self.emit(Output::OpenDoor {
+            by: by.to_owned(),
+            until,
+        });
+        for room in rooms {
+            self.emit(Output::Post {
+                room: room.clone(),
+                text: format!("Door opened by {by}"),
+            });
+        }
+    }
+
+    /// A key the peer of the call pressed: gathered into an entry, which opens the door when it
+    /// is the code and the peer is on the allow list (see `door.rs`).
+    pub(super) fn on_key(&mut self, now: Instant, key: char) {
+        if self.door.dtmf_code.is_empty() {
+            return;
+        }
+        let Some(call) = self.call.as_mut() else {
+            return;
+        };
+        let up = matches!(call.phase, Phase::Connecting | Phase::Connected);
+        let Some(peer) = call.peer.clone().filter(|_| up) else {
+            return;
+        };
+        let keyed = call.keypad.key(&self.door.dtmf_code, now, key);
+        let right = match keyed {
+            Keyed::Nothing => return,
+            Keyed::Entry { right } => right,
+            Keyed::Locked => false,
+        };
+        let who = &peer.user.0;
+        if !self.policy.allow.contains(&peer.user) {
+            self.notice(format!(
+                "door: keypad entry from {who} refused: not on the allow list"
+            ));
+        } else if right {
+            self.open_door(now, &format!("{who} (keypad)"), &[peer.room]);
+        } else if keyed == Keyed::Locked {
+            self.notice(format!(
+                "door: wrong keypad code from {who}; the keypad is off for the rest of this call"
+            ));
+        } else {
+            self.notice(format!("door: wrong keypad code from {who}"));
+        }
+    }
+}
