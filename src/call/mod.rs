@@ -16,7 +16,7 @@
 //! room with a call id of its own (js-sdk keys calls by call id alone), and the first answer wins.
 //!
 //! The files, by what happens to a call: this one holds the vocabulary (inputs, outputs, ids), the
-//! call's state ([`ActiveCall`]: its phase, which [`Side`] the door is on with what only that side
+//! call's state (`ActiveCall`: its phase, which `Side` the door is on with what only that side
 //! has, the peer) and the core's entry points; `outgoing.rs` a press ringing the rooms and the
 //! first answer; `incoming.rs` an invite and answering it; `signalling.rs` the events of a call in
 //! progress; `connection.rs` what the WebRTC side reports; `door.rs` who opens the door;
