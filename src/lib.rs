@@ -15,5 +15,6 @@ pub mod memory;
 pub mod panel;
 pub mod panics;
 pub mod rtc;
+pub mod settings;
 
 pub use error::Error;
