@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, AudioEndpoint, Config, VideoDevice};
+use crate::config::{self, Config};
 use crate::error::Error;
 use crate::matrix::Level;
+use crate::media::{AudioEndpoint, VideoDevice};
+use crate::settings::Settings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,9 +72,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         CommandLine::Run => {
             let config = Config::load(&cli.config)?;
+            let settings = Settings::from_config(&config)?;
             crate::logging::init(&config.log.filter)
                 .map_err(|e| Error::Unavailable(format!("cannot set up logging: {e}")))?;
-            crate::daemon::run(config)
+            crate::daemon::run(config, settings)
         }
         CommandLine::Check => check(&cli.config),
         CommandLine::Login {
@@ -137,6 +140,7 @@ impl Default for Finding {
 /// Validates the configuration, then looks for everything it names. Prints one line a finding.
 fn check(path: &Path) -> Result<(), Error> {
     let config = Config::load(path)?;
+    let settings = Settings::from_config(&config)?;
     let mut findings = vec![Finding {
         ok: true,
         what: format!("configuration {}", path.display()),
@@ -180,7 +184,7 @@ fn check(path: &Path) -> Result<(), Error> {
         },
         ..Finding::default()
     });
-    match &config.camera.device {
+    match &settings.rtc.media.camera {
         VideoDevice::TestPattern => findings.push(Finding {
             ok: true,
             what: "camera".into(),
@@ -189,7 +193,7 @@ fn check(path: &Path) -> Result<(), Error> {
         }),
         VideoDevice::Path(p) => {
             // Opens the camera, chooses as a call would, and closes it again.
-            let video = crate::media::VideoSettings::from_config(&config);
+            let video = settings.video;
             let plan = crate::media::v4l2::probe(p).and_then(|caps| {
                 crate::media::camera::choose(
                     &caps,
@@ -246,8 +250,8 @@ fn check(path: &Path) -> Result<(), Error> {
         }
     }
     for (what, endpoint, capture) in [
-        ("audio capture", &config.audio.capture, true),
-        ("audio playback", &config.audio.playback, false),
+        ("audio capture", &settings.rtc.media.capture, true),
+        ("audio playback", &settings.rtc.media.playback, false),
     ] {
         findings.push(match endpoint {
             AudioEndpoint::Pcm(name) => {

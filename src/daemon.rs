@@ -20,86 +20,24 @@ use crate::call::{self, RtcCommand};
 use crate::config::{self, Config};
 use crate::control::{self, Command};
 use crate::error::Error;
-use crate::gpio::{self, OutputConfig, OutputLine};
+use crate::gpio::{self, OutputLine};
 use crate::matrix::{self, Matrix, MatrixEvent};
 use crate::media::speaker::Ringer;
 use crate::media::tones::ToneKind;
-use crate::panel::PanelConfig;
-use crate::rtc::{IceServer, Rtc, RtcSettings};
+use crate::rtc::{IceServer, Rtc};
+use crate::settings::Settings;
 use crate::station::{self, Input, Level, Output, Request, Station, StationConfig};
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(config: Config) -> Result<(), Error> {
+/// Runs the daemon until SIGTERM or SIGINT, with the components `settings` describes (made from
+/// `config`).
+pub fn run(config: Config, settings: Settings) -> Result<(), Error> {
     crate::memory::limit_arenas();
     crate::panics::install();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the runtime", None, e))?;
-    runtime.block_on(drive(config))
-}
-
-fn policy(config: &Config) -> call::Policy {
-    call::Policy {
-        rooms: config
-            .matrix
-            .rooms
-            .iter()
-            .map(|r| call::RoomId(r.0.clone()))
-            .collect(),
-        allow: config
-            .matrix
-            .allow
-            .iter()
-            .map(|u| call::UserId(u.0.clone()))
-            .collect(),
-        incoming: match config.call.incoming {
-            config::IncomingPolicy::AutoAnswer => call::Incoming::AutoAnswer,
-            config::IncomingPolicy::Ring => call::Incoming::Ring,
-            config::IncomingPolicy::Reject => call::Incoming::Reject,
-        },
-        ring_timeout: config.call.ring_timeout,
-        max_length: config.call.max_length,
-        video: config.call.video,
-        press_during_call: match config.call.press_during_call {
-            config::PressDuringCall::Ignore => call::PressDuringCall::Ignore,
-            config::PressDuringCall::Hangup => call::PressDuringCall::Hangup,
-        },
-    }
-}
-
-/// The relay's rules for the core, from `[door]` and `[button]`.
-fn door_policy(config: &Config) -> call::DoorPolicy {
-    let long_press = match config.button.as_ref().map(|b| b.long_press_action) {
-        None | Some(config::LongPressAction::None) => call::LongPress::None,
-        Some(config::LongPressAction::Hangup) => call::LongPress::Hangup,
-        Some(config::LongPressAction::OpenDoor) => call::LongPress::OpenDoor,
-    };
-    match &config.door {
-        Some(d) => call::DoorPolicy {
-            relay: true,
-            pulse: d.pulse,
-            call_command: d.call_command,
-            room_command: d.room_command,
-            long_press,
-            dtmf_code: d.dtmf_code.clone(),
-        },
-        None => call::DoorPolicy {
-            long_press,
-            ..call::DoorPolicy::default()
-        },
-    }
-}
-
-/// The panel's timing, from `[button]`.
-fn panel_config(config: &Config) -> PanelConfig {
-    let button = config.button.as_ref();
-    PanelConfig {
-        debounce: button.map_or(Duration::from_millis(50), |b| b.debounce),
-        long_press: button
-            .filter(|b| b.long_press_action != config::LongPressAction::None)
-            .map(|b| b.long_press),
-    }
+    runtime.block_on(drive(config, settings))
 }
 
 /// The door's output lines, those configured.
@@ -109,31 +47,17 @@ struct Lines {
 }
 
 impl Lines {
-    fn open(config: &Config) -> Lines {
+    fn open(settings: &Settings) -> Lines {
         Lines {
-            led: config.led.as_ref().map(|l| {
-                gpio::open_output(OutputConfig {
-                    what: "led",
-                    chip: l.chip.clone(),
-                    line: l.line.clone(),
-                    active_low: l.active_low,
-                })
-            }),
-            relay: config.door.as_ref().map(|d| {
-                gpio::open_output(OutputConfig {
-                    what: "relay",
-                    chip: d.chip.clone(),
-                    line: d.line.clone(),
-                    active_low: d.active_low,
-                })
-            }),
+            led: settings.led.clone().map(gpio::open_output),
+            relay: settings.relay.clone().map(gpio::open_output),
         }
     }
 }
 
 /// What taking a snapshot needs.
 struct Snapshots {
-    camera: config::VideoDevice,
+    camera: crate::media::VideoDevice,
     video: crate::media::VideoSettings,
 }
 
@@ -213,7 +137,7 @@ fn send_notify(path: &std::ffi::OsStr, message: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn drive(config: Config) -> Result<(), Error> {
+async fn drive(config: Config, settings: Settings) -> Result<(), Error> {
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| Error::io("cannot watch SIGTERM", None, e))?;
     let mut interrupt =
@@ -227,7 +151,7 @@ async fn drive(config: Config) -> Result<(), Error> {
     // sync loop keeps trying, and the door rings as soon as it can.
     let matrix = Arc::new(matrix::connect(&config.matrix).await?);
     let identity = matrix.identity();
-    let mut policy = policy(&config);
+    let mut policy = settings.policy.clone();
     policy.rooms = matrix.rooms();
     let started_wall_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -236,26 +160,26 @@ async fn drive(config: Config) -> Result<(), Error> {
         StationConfig {
             identity: identity.clone(),
             policy,
-            door: door_policy(&config),
-            panel: panel_config(&config),
+            door: settings.door.clone(),
+            panel: settings.panel,
             call_seed: call_seed(),
-            snapshots: config.call.snapshot,
+            snapshots: settings.snapshot_mentions.is_some(),
             accept_invites: config.matrix.accept_invites,
             started_wall_ms,
         },
         Instant::now(),
     );
-    let mut lines = Lines::open(&config);
+    let mut lines = Lines::open(&settings);
     let snapshots = Snapshots {
-        camera: config.camera.device.clone(),
-        video: crate::media::VideoSettings::from_config(&config),
+        camera: settings.rtc.media.camera.clone(),
+        video: settings.video,
     };
 
     let (matrix_tx, mut matrix_events) = mpsc::channel(64);
     matrix.spawn_sync(matrix_tx);
 
     let (rtc_tx, mut rtc_events) = mpsc::unbounded_channel();
-    let rtc_settings = RtcSettings::from_config(&config);
+    let rtc_settings = settings.rtc.clone();
     // What works is looked at now, off the loop, and again by every call: the door starts with
     // whatever it has, and its status says what is missing.
     let (devices_tx, mut device_reports) = mpsc::unbounded_channel();
@@ -280,9 +204,9 @@ async fn drive(config: Config) -> Result<(), Error> {
     rtc.report_devices(devices_tx);
     // The speaker's owner lives as long as the daemon; calls reach the same one.
     let ringer = Ringer::new(
-        &config.audio.playback,
-        &config.audio.ringtone,
-        &config.audio.ringback,
+        &settings.rtc.media.playback,
+        &settings.ringtone,
+        &settings.ringback,
     );
     let (turn_tx, mut turn_updates) = mpsc::channel(1);
     match &config.turn {

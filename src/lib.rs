@@ -15,6 +15,7 @@ pub mod memory;
 pub mod panel;
 pub mod panics;
 pub mod rtc;
+pub mod settings;
 pub mod station;
 
 pub use error::Error;

@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use intercom::config::AudioEndpoint;
 use intercom::media::alsa::{AlsaCapture, AlsaPlayback, SampleFormat};
 use intercom::media::opus_codec::{OpusDecoder, OpusEncoder};
 use intercom::media::speaker::Speaker;
 use intercom::media::speechlike::speech_like;
+use intercom::media::AudioEndpoint;
 use intercom::media::{open_audio_sink, AudioSource, FRAME_SAMPLES};
 
 const WAIT: Duration = Duration::from_secs(30);

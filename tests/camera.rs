@@ -10,10 +10,10 @@
 use std::io::Write;
 use std::os::fd::FromRawFd;
 
-use intercom::config::VideoDevice;
 use intercom::media::h264::{is_keyframe, H264Encoder};
 use intercom::media::source::{ExecH264, H264Source, Pacing};
 use intercom::media::synthetic::TestPattern;
+use intercom::media::VideoDevice;
 use intercom::media::{
     convert, open_h264, snapshot, stills, MediaError, VideoSettings, VideoSource,
 };

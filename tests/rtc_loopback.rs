@@ -13,7 +13,7 @@ use intercom::call::{
     CallId, Candidate, ConnectionState, RtcCommand, RtcEvent, SdpKind, SessionDescription,
     StreamPurpose,
 };
-use intercom::config::{AudioEndpoint, VideoDevice};
+use intercom::media::{AudioEndpoint, VideoDevice};
 use intercom::rtc::{CallStats, IceServer, MediaSettings, Rtc, RtcSettings, VideoSettings};
 use tokio::sync::mpsc;
 

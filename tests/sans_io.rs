@@ -89,3 +89,131 @@ fn the_check_itself_catches_an_offence() {
             .unwrap();
     assert!(FORBIDDEN.iter().any(|w| daemon.contains(w)));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Imports between the configuration and the components run one way: `config` <- `settings` ->
+// `media`, `rtc` (ARCHITECTURE.md). Neither side may name the other, so the cycle that once
+// joined them cannot come back.
+
+/// The modules of this crate that `code` names through `crate::`: `crate::config::X` and
+/// `use crate::{call, config::X}` both name `config`. Comments are left out.
+fn crate_modules_named(code: &str) -> Vec<String> {
+    let code: String = code
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut named = Vec::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        match rest.strip_prefix('{') {
+            Some(group) => {
+                // The items of the group at its top level.
+                let (mut depth, mut item) = (0, String::new());
+                for c in group.chars() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => {
+                            named.push(ident(&item));
+                            item.clear();
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    if depth == 0 {
+                        item.push(c);
+                    }
+                }
+                named.push(ident(&item));
+            }
+            None => named.push(ident(rest)),
+        }
+    }
+    named.retain(|m| !m.is_empty());
+    named
+}
+
+/// Where the `.rs` files under `dirs` (or the files themselves) name one of `modules`.
+fn naming(dirs: &[&str], modules: &[&str]) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in dirs {
+        let path = root.join(dir);
+        if path.is_dir() {
+            sources(&path, &mut files);
+        } else {
+            files.push(path);
+        }
+    }
+    assert!(!files.is_empty(), "no sources under {dirs:?}");
+    let mut offences = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for m in crate_modules_named(&text) {
+            if modules.contains(&m.as_str()) {
+                offences.push(format!("{} names crate::{m}", file.display()));
+            }
+        }
+    }
+    offences
+}
+
+#[test]
+fn media_and_rtc_never_name_the_configuration() {
+    let offences = naming(&["src/media", "src/rtc"], &["config", "settings"]);
+    assert!(
+        offences.is_empty(),
+        "the components take their settings from crate::settings, which makes them from the \
+         configuration:\n{}",
+        offences.join("\n")
+    );
+}
+
+#[test]
+fn the_configuration_never_names_a_component() {
+    let offences = naming(
+        &["src/config"],
+        &[
+            "media", "rtc", "gpio", "matrix", "settings", "daemon", "cli",
+        ],
+    );
+    assert!(
+        offences.is_empty(),
+        "crate::config knows the file only; crate::settings makes each component's settings \
+         from it:\n{}",
+        offences.join("\n")
+    );
+}
+
+#[test]
+fn the_import_check_catches_an_import() {
+    // Guard against a scan that can never fail: each way of naming a module is found.
+    for code in [
+        "use crate::config::VideoDevice;",
+        "use crate::{call::RoomId, config::Config};",
+        "use crate::{\n    call,\n    config::{self, Config},\n};",
+        "fn f(c: &crate::config::Config) {}",
+    ] {
+        assert!(
+            crate_modules_named(code).contains(&"config".to_owned()),
+            "{code:?}: {:?}",
+            crate_modules_named(code)
+        );
+    }
+    assert!(
+        crate_modules_named("// use crate::config::X;\nuse crate::media::Y;")
+            .iter()
+            .all(|m| m == "media")
+    );
+    // And the scan reads real files: settings.rs, which makes the settings, names both sides.
+    let settings = naming(&["src/settings.rs"], &["config", "media"]);
+    assert!(settings.len() >= 2, "{settings:?}");
+}

@@ -18,7 +18,7 @@ use std::time::Duration;
 use harness::netns::isolated;
 use harness::rng::Rng;
 use intercom::call::{CallId, RtcCommand, RtcEvent, SdpKind, SessionDescription, StreamPurpose};
-use intercom::config::{AudioEndpoint, VideoDevice};
+use intercom::media::{AudioEndpoint, VideoDevice};
 use intercom::rtc::{MediaSettings, Rtc, RtcSettings, VideoSettings};
 use tokio::sync::mpsc;
 

@@ -46,6 +46,9 @@ pub enum LongPress {
     OpenDoor,
 }
 
+/// How long one opening closes the relay unless `[door] pulse` says otherwise.
+pub const DEFAULT_PULSE: Duration = Duration::from_secs(2);
+
 /// The door's rules for its relay. Set with [`super::Core::set_door_policy`]; the default has no
 /// relay (nothing ever opens).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +71,7 @@ impl Default for DoorPolicy {
     fn default() -> Self {
         DoorPolicy {
             relay: false,
-            pulse: Duration::from_secs(2),
+            pulse: DEFAULT_PULSE,
             call_command: true,
             room_command: false,
             long_press: LongPress::None,

@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 
 pub use candidates::{judge as judge_candidate, Dropped, MAX_REMOTE_CANDIDATES};
 pub use door::{
-    check_dtmf_code, is_dtmf_key, DoorPolicy, LongPress, ReceivedMessage, KEYPAD_ATTEMPTS,
-    KEYPAD_GAP, MAX_COMMAND_AGE, MAX_DTMF_CODE, OPEN_COMMAND,
+    check_dtmf_code, is_dtmf_key, DoorPolicy, LongPress, ReceivedMessage, DEFAULT_PULSE,
+    KEYPAD_ATTEMPTS, KEYPAD_GAP, MAX_COMMAND_AGE, MAX_DTMF_CODE, OPEN_COMMAND,
 };
 pub use events::{
     CallEvent, CallEventBody, Candidate, HangupReason, ReceivedEvent, SdpKind, SessionDescription,

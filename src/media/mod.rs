@@ -34,10 +34,10 @@ pub mod v4l2;
 pub mod v4l2_m2m;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::config::{AudioEndpoint, Config, VideoDevice};
 use synthetic::{RecordingSink, TestBursts, TestPattern, TestTone};
 
 /// The sample rate of every audio path: Opus's native rate.
@@ -126,19 +126,31 @@ impl VideoSettings {
             max_bitrate: DEFAULT_MAX_BITRATE,
         }
     }
-
-    /// `[camera]`'s size and rate.
-    pub fn from_config(config: &Config) -> VideoSettings {
-        VideoSettings {
-            width: config.camera.width,
-            height: config.camera.height,
-            fps: config.camera.fps,
-            max_bitrate: config.camera.max_bitrate,
-        }
-    }
 }
 
-/// Which devices a call uses: the camera, the microphone and the speaker, as configured.
+/// A camera: the built-in test pattern, a V4L2 device, or a program writing H.264 to its
+/// standard output (the program and its arguments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VideoDevice {
+    TestPattern,
+    Path(PathBuf),
+    Exec(Vec<String>),
+}
+
+/// A microphone or speaker: an ALSA PCM, a synthetic source (capture only) or nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioEndpoint {
+    Pcm(String),
+    /// A 440 Hz tone.
+    TestTone,
+    /// 100 ms tone bursts at the wall clock's whole seconds (the benchmark's audio latency
+    /// source).
+    TestBursts,
+    Null,
+}
+
+/// Which devices a call uses: the camera, the microphone and the speaker (built from the
+/// configuration by `crate::settings`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaSettings {
     pub camera: VideoDevice,
@@ -149,20 +161,6 @@ pub struct MediaSettings {
 }
 
 impl MediaSettings {
-    /// `[camera] device`, `[audio] capture`, `playback` and the processing switches.
-    pub fn from_config(config: &Config) -> MediaSettings {
-        MediaSettings {
-            camera: config.camera.device.clone(),
-            capture: config.audio.capture.clone(),
-            playback: config.audio.playback.clone(),
-            processing: aec::Processing {
-                echo_cancellation: config.audio.echo_cancellation,
-                noise_suppression: config.audio.noise_suppression,
-                gain_control: config.audio.gain_control,
-            },
-        }
-    }
-
     /// The synthetic devices: test pattern, test tone, nothing played.
     pub fn synthetic() -> MediaSettings {
         MediaSettings {

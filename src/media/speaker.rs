@@ -408,9 +408,9 @@ pub struct Ringer {
 
 impl Ringer {
     /// Tones for `playback` (none for `null`). A WAV file that cannot be read (it was checked
-    /// when the configuration was loaded) is logged and replaced by the built-in tone.
+    /// when the settings were made) is logged and replaced by the built-in tone.
     pub fn new(
-        playback: &crate::config::AudioEndpoint,
+        playback: &super::AudioEndpoint,
         ringtone: &super::tones::ToneSetting,
         ringback: &super::tones::ToneSetting,
     ) -> Ringer {
@@ -424,7 +424,7 @@ impl Ringer {
         };
         Ringer {
             speaker: match playback {
-                crate::config::AudioEndpoint::Pcm(name) => Some(Speaker::shared(name)),
+                super::AudioEndpoint::Pcm(name) => Some(Speaker::shared(name)),
                 _ => None,
             },
             ringtone: load(ToneKind::Ringtone, ringtone),

@@ -23,8 +23,8 @@ use super::camera::FourCc;
 use super::h264;
 use super::m2m::RawFrames;
 use super::source::{H264Source, Pacing};
+use super::VideoDevice;
 use super::{MediaError, VideoFrame, VideoSource};
-use crate::config::VideoDevice;
 
 /// How long a snapshot waits for a held camera's keyframe.
 pub const KEYFRAME_WAIT: Duration = Duration::from_secs(5);

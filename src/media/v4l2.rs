@@ -32,8 +32,8 @@ use super::m2m::{M2mEncoder, M2mH264, M2mSettings, RawFrames};
 use super::source::{H264Source, Pacing, SoftwareH264, PUSH_WAIT};
 use super::stills::SharedFrames;
 use super::v4l2_m2m::V4l2M2m;
+use super::VideoDevice;
 use super::{MediaError, VideoFrame, VideoSettings, VideoSource};
-use crate::config::VideoDevice;
 
 /// `V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME`: `V4L2_CID_CODEC_BASE` (0x00990900) + 229.
 const CID_FORCE_KEY_FRAME: u32 = 0x0099_09e5;

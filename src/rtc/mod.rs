@@ -34,7 +34,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::call::{CallId, RtcCommand, RtcEvent};
-use crate::config::Config;
 pub use crate::media::{AudioLevel, MediaSettings, VideoSettings};
 use crate::media::{DeviceReport, SharedRecording};
 
@@ -59,22 +58,6 @@ pub struct RtcSettings {
     /// sends 1-2.5 Mbit/s of it, which a Pi would receive, decrypt and drop). `true` plays a
     /// viewer, as the loopback tests' other end does.
     pub receive_video: bool,
-}
-
-impl RtcSettings {
-    /// The settings `config` describes, without ICE servers (those come from the homeserver or
-    /// `[turn]`, through [`Rtc::set_ice_servers`]).
-    pub fn from_config(config: &Config) -> RtcSettings {
-        RtcSettings {
-            ice_servers: Vec::new(),
-            video: config
-                .call
-                .video
-                .then(|| VideoSettings::from_config(config)),
-            media: MediaSettings::from_config(config),
-            receive_video: false,
-        }
-    }
 }
 
 /// What a call has sent and received so far (see [`Rtc::stats`]).
