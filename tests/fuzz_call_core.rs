@@ -404,7 +404,7 @@ fn random_inputs_never_panic_and_always_return_to_idle() {
     println!("{cases} cases, {keypad_openings} keypad openings");
     // A keypad opening needs an allow-listed peer, an answered call and the whole code in
     // order: about ten in the default 100 000 cases (none in the 5 000 the Pi build runs under
-    // qemu). `door_open.rs` has the focused property that opens hundreds of times.
+    // qemu). `virtual_door_open.rs` has the focused property that opens hundreds of times.
     assert!(
         cases < 100_000 || keypad_openings > 0,
         "the cases never reach a keypad opening: the keypad rule goes untested"

@@ -3,7 +3,7 @@
 //! REMB) reaches the door's bitrate controller, the encoder follows it, and what the browser
 //! receives stays under `[camera] max_bitrate`.
 //!
-//! Loopback loses nothing, so the loss rules are shown on virtual time (`tests/bitrate.rs`);
+//! Loopback loses nothing, so the loss rules are shown on virtual time (`tests/virtual_bitrate.rs`);
 //! here: the feedback arrives, the rate moves with it, the REMB and the cap bound it.
 
 mod harness;
