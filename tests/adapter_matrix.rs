@@ -196,7 +196,7 @@ fn every_body() -> Vec<CallEventBody> {
 
 #[test]
 fn login_once_then_every_connect_is_the_same_device() {
-    if isolated("login_once_then_every_connect_is_the_same_device") {
+    if isolated!() {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
@@ -262,7 +262,7 @@ fn login_once_then_every_connect_is_the_same_device() {
 
 #[test]
 fn every_call_event_is_sent_as_the_spec_says() {
-    if isolated("every_call_event_is_sent_as_the_spec_says") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
@@ -384,7 +384,7 @@ fn every_call_event_is_sent_as_the_spec_says() {
 
 #[test]
 fn js_sdk_events_arrive_in_batches_and_history_never_does() {
-    if isolated("js_sdk_events_arrive_in_batches_and_history_never_does") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
@@ -502,7 +502,7 @@ fn js_sdk_events_arrive_in_batches_and_history_never_does() {
 
 #[test]
 fn events_in_an_encrypted_room_are_encrypted() {
-    if isolated("events_in_an_encrypted_room_are_encrypted") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
@@ -556,7 +556,7 @@ fn events_in_an_encrypted_room_are_encrypted() {
 
 #[test]
 fn a_browser_call_in_an_encrypted_room_arrives_decrypted() {
-    if isolated("a_browser_call_in_an_encrypted_room_arrives_decrypted") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
@@ -642,7 +642,7 @@ fn a_browser_call_in_an_encrypted_room_arrives_decrypted() {
 
 #[test]
 fn a_restart_resumes_without_replaying_and_an_outage_is_reported() {
-    if isolated("a_restart_resumes_without_replaying_and_an_outage_is_reported") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
@@ -717,7 +717,7 @@ fn session_token(state: &Path) -> String {
 
 #[test]
 fn login_and_check_from_the_command_line() {
-    if isolated("login_and_check_from_the_command_line") {
+    if isolated!() {
         return;
     }
     use std::io::Write;
@@ -813,7 +813,7 @@ fn login_and_check_from_the_command_line() {
 
 #[test]
 fn turn_servers_come_from_the_homeserver() {
-    if isolated("turn_servers_come_from_the_homeserver") {
+    if isolated!() {
         return;
     }
     let coturn = harness::coturn::Coturn::start();

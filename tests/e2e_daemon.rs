@@ -47,7 +47,7 @@ fn fixture(name: &str) -> Value {
 
 #[test]
 fn ready_watchdog_ring_answer_select_and_clean_stop() {
-    if isolated("ready_watchdog_ring_answer_select_and_clean_stop") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = setup("auto-answer");
@@ -106,7 +106,7 @@ fn ready_watchdog_ring_answer_select_and_clean_stop() {
 
 #[test]
 fn stopping_mid_call_hangs_up_first() {
-    if isolated("stopping_mid_call_hangs_up_first") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = setup("auto-answer");
@@ -132,7 +132,7 @@ fn stopping_mid_call_hangs_up_first() {
 
 #[test]
 fn a_second_daemon_on_the_same_socket_is_refused() {
-    if isolated("a_second_daemon_on_the_same_socket_is_refused") {
+    if isolated!() {
         return;
     }
     let (_synapse, _alice, home, _room) = setup("ring");
@@ -186,7 +186,7 @@ fn ring_without_a_daemon_says_so() {
 
 #[test]
 fn a_notify_socket_nobody_reads_does_not_wedge_the_loop() {
-    if isolated("a_notify_socket_nobody_reads_does_not_wedge_the_loop") {
+    if isolated!() {
         return;
     }
     let (_synapse, _alice, home, _room) = setup("ring");
@@ -229,7 +229,7 @@ fn a_notify_socket_nobody_reads_does_not_wedge_the_loop() {
 /// is unreachable, and rings the room as soon as the homeserver is back.
 #[test]
 fn starts_with_the_homeserver_down_and_rings_once_it_is_up() {
-    if isolated("starts_with_the_homeserver_down_and_rings_once_it_is_up") {
+    if isolated!() {
         return;
     }
     let mut synapse = Synapse::start(None);
@@ -286,7 +286,7 @@ fn starts_with_the_homeserver_down_and_rings_once_it_is_up() {
 /// missing, and a press rings with an audio call.
 #[test]
 fn starts_without_its_camera_and_rings_audio_only() {
-    if isolated("starts_without_its_camera_and_rings_audio_only") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = harness::world::with_client(DoorSettings {
@@ -343,7 +343,7 @@ fn threads_opening_a_fifo(pid: u32) -> usize {
 /// control socket, and the call rings once the open is given up (with silence for sound).
 #[test]
 fn a_hanging_microphone_does_not_stop_the_loop() {
-    if isolated("a_hanging_microphone_does_not_stop_the_loop") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = harness::world::with_client(DoorSettings {
@@ -425,7 +425,7 @@ fn a_panic_ends_the_daemon(place: &str, ring: bool) {
 /// The synthetic camera panics at its first frame, on the call's encoder thread.
 #[test]
 fn a_panicking_camera_ends_the_daemon() {
-    if isolated("a_panicking_camera_ends_the_daemon") {
+    if isolated!() {
         return;
     }
     a_panic_ends_the_daemon("camera", true);
@@ -434,7 +434,7 @@ fn a_panicking_camera_ends_the_daemon() {
 /// The call's task panics as it starts (tokio would catch it and end only the task).
 #[test]
 fn a_panicking_call_task_ends_the_daemon() {
-    if isolated("a_panicking_call_task_ends_the_daemon") {
+    if isolated!() {
         return;
     }
     a_panic_ends_the_daemon("call", true);
@@ -444,7 +444,7 @@ fn a_panicking_call_task_ends_the_daemon() {
 /// on without ever ringing).
 #[test]
 fn a_panicking_sync_loop_ends_the_daemon() {
-    if isolated("a_panicking_sync_loop_ends_the_daemon") {
+    if isolated!() {
         return;
     }
     a_panic_ends_the_daemon("sync", false);

@@ -95,7 +95,7 @@ fn hang_up(w: &mut World, door: &mut Door, call_id: &str) -> String {
 
 #[test]
 fn door_video_follows_the_browsers_feedback_under_the_default_cap() {
-    if isolated("door_video_follows_the_browsers_feedback_under_the_default_cap") {
+    if isolated!() {
         return;
     }
     // 640×480 at 15 fps starts at its own rate (460 kbit/s), under the 2 Mbit/s cap.
@@ -135,7 +135,7 @@ fn door_video_follows_the_browsers_feedback_under_the_default_cap() {
 
 #[test]
 fn door_video_stays_under_a_low_cap() {
-    if isolated("door_video_stays_under_a_low_cap") {
+    if isolated!() {
         return;
     }
     let mut w = world((640, 480), "max_bitrate = \"200kbit\"");
@@ -160,7 +160,7 @@ fn door_video_stays_under_a_low_cap() {
 
 #[test]
 fn a_call_the_door_answers_gets_the_same_feedback() {
-    if isolated("a_call_the_door_answers_gets_the_same_feedback") {
+    if isolated!() {
         return;
     }
     // The browser offers (with its own rtcp-fb and extensions), the door answers.

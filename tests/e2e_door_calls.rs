@@ -123,7 +123,7 @@ fn door_calls_browser(encrypted: bool) {
 
 #[test]
 fn door_calls_browser_in_a_plain_room() {
-    if isolated("door_calls_browser_in_a_plain_room") {
+    if isolated!() {
         return;
     }
     door_calls_browser(false);
@@ -131,7 +131,7 @@ fn door_calls_browser_in_a_plain_room() {
 
 #[test]
 fn door_calls_browser_in_an_encrypted_room() {
-    if isolated("door_calls_browser_in_an_encrypted_room") {
+    if isolated!() {
         return;
     }
     door_calls_browser(true);
@@ -166,7 +166,7 @@ fn browser_calls_door(encrypted: bool) {
 
 #[test]
 fn browser_calls_door_which_answers_and_hangs_up_after_the_maximum_length() {
-    if isolated("browser_calls_door_which_answers_and_hangs_up_after_the_maximum_length") {
+    if isolated!() {
         return;
     }
     browser_calls_door(false);
@@ -174,7 +174,7 @@ fn browser_calls_door_which_answers_and_hangs_up_after_the_maximum_length() {
 
 #[test]
 fn browser_calls_door_in_an_encrypted_room() {
-    if isolated("browser_calls_door_in_an_encrypted_room") {
+    if isolated!() {
         return;
     }
     browser_calls_door(true);
@@ -182,7 +182,7 @@ fn browser_calls_door_in_an_encrypted_room() {
 
 #[test]
 fn ring_mode_answers_after_a_press() {
-    if isolated("ring_mode_answers_after_a_press") {
+    if isolated!() {
         return;
     }
     let mut w = world(false, "ring", "5m");
@@ -210,7 +210,7 @@ fn ring_mode_answers_after_a_press() {
 
 #[test]
 fn a_stranger_is_rejected_and_gets_no_media() {
-    if isolated("a_stranger_is_rejected_and_gets_no_media") {
+    if isolated!() {
         return;
     }
     let mut w = world(false, "auto-answer", "5m");
@@ -264,7 +264,7 @@ fn mallory_in_the_room(w: &mut World) -> Browser {
 
 #[test]
 fn a_stranger_in_the_rung_room_cannot_answer_and_an_allowed_resident_still_does() {
-    if isolated("a_stranger_in_the_rung_room_cannot_answer_and_an_allowed_resident_still_does") {
+    if isolated!() {
         return;
     }
     let mut w = world(false, "ring", "5m");
@@ -319,7 +319,7 @@ fn a_stranger_in_the_rung_room_cannot_answer_and_an_allowed_resident_still_does(
 
 #[test]
 fn a_strangers_call_into_a_room_of_two_is_rejected() {
-    if isolated("a_strangers_call_into_a_room_of_two_is_rejected") {
+    if isolated!() {
         return;
     }
     let mut w = world(false, "auto-answer", "5m");
@@ -354,7 +354,7 @@ fn a_strangers_call_into_a_room_of_two_is_rejected() {
 
 #[test]
 fn turn_only_call_connects_over_relay() {
-    if isolated("turn_only_call_connects_over_relay") {
+    if isolated!() {
         return;
     }
     let coturn = harness::coturn::Coturn::start();
@@ -387,7 +387,7 @@ fn turn_only_call_connects_over_relay() {
 
 #[test]
 fn a_voice_call_upgraded_to_video_gets_the_door_video() {
-    if isolated("a_voice_call_upgraded_to_video_gets_the_door_video") {
+    if isolated!() {
         return;
     }
     let mut w = world(false, "auto-answer", "5m");
@@ -423,7 +423,7 @@ fn a_voice_call_upgraded_to_video_gets_the_door_video() {
 
 #[test]
 fn a_lost_peer_ends_the_call_with_ice_failed_and_the_next_call_works() {
-    if isolated("a_lost_peer_ends_the_call_with_ice_failed_and_the_next_call_works") {
+    if isolated!() {
         return;
     }
     let mut w = world(false, "auto-answer", "5m");
@@ -467,7 +467,7 @@ fn a_lost_peer_ends_the_call_with_ice_failed_and_the_next_call_works() {
 /// WARN which device failed.
 #[test]
 fn a_missing_microphone_still_rings_and_sends_video() {
-    if isolated("a_missing_microphone_still_rings_and_sends_video") {
+    if isolated!() {
         return;
     }
     let settings = DoorSettings {

@@ -36,7 +36,7 @@ fn world() -> (harness::world::BrowserWorld, Door) {
 
 #[test]
 fn the_keypad_code_from_the_browser_opens_the_door_and_a_wrong_one_does_not() {
-    if isolated("the_keypad_code_from_the_browser_opens_the_door_and_a_wrong_one_does_not") {
+    if isolated!() {
         return;
     }
     let (mut w, mut door) = world();
@@ -88,7 +88,7 @@ fn the_keypad_code_from_the_browser_opens_the_door_and_a_wrong_one_does_not() {
 
 #[test]
 fn the_keypad_works_when_the_browser_calls_the_door() {
-    if isolated("the_keypad_works_when_the_browser_calls_the_door") {
+    if isolated!() {
         return;
     }
     let (mut w, mut door) = world();

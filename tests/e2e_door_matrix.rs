@@ -89,7 +89,7 @@ fn notes_count(door: &Door, prefix: &str) -> usize {
 
 #[test]
 fn parallel_rooms_first_answer_wins() {
-    if isolated("parallel_rooms_first_answer_wins") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
@@ -177,7 +177,7 @@ fn parallel_rooms_first_answer_wins() {
 
 #[test]
 fn glare_the_lesser_call_id_survives() {
-    if isolated("glare_the_lesser_call_id_survives") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
@@ -243,7 +243,7 @@ fn glare_the_lesser_call_id_survives() {
 
 #[test]
 fn stale_invite_never_rings() {
-    if isolated("stale_invite_never_rings") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
@@ -280,7 +280,7 @@ fn stale_invite_never_rings() {
 
 #[test]
 fn invite_and_hangup_in_one_sync_batch_never_ring() {
-    if isolated("invite_and_hangup_in_one_sync_batch_never_ring") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
@@ -345,7 +345,7 @@ fn encrypted_call(alice: &mut Browser, door: &mut Door, room: &str) {
 
 #[test]
 fn restart_keeps_the_device_and_decrypts() {
-    if isolated("restart_keeps_the_device_and_decrypts") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
@@ -414,7 +414,7 @@ fn restart_keeps_the_device_and_decrypts() {
 
 #[test]
 fn homeserver_outage_while_idle_then_a_press_calls_within_5s() {
-    if isolated("homeserver_outage_while_idle_then_a_press_calls_within_5s") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
@@ -458,7 +458,7 @@ fn homeserver_outage_while_idle_then_a_press_calls_within_5s() {
 
 #[test]
 fn garbage_and_stranger_events_do_not_ring() {
-    if isolated("garbage_and_stranger_events_do_not_ring") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
@@ -541,7 +541,7 @@ fn garbage_and_stranger_events_do_not_ring() {
 /// logged once, and the door stays usable.
 #[test]
 fn a_flood_of_tcp_candidates_opens_no_connections() {
-    if isolated("a_flood_of_tcp_candidates_opens_no_connections") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = one_room("auto-answer");
@@ -616,7 +616,7 @@ fn a_flood_of_tcp_candidates_opens_no_connections() {
 /// a watchdog, because the harness's 1 s watchdog would hide the lag.
 #[test]
 fn status_reaches_systemd_as_it_changes() {
-    if isolated("status_reaches_systemd_as_it_changes") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = one_room("ring");
@@ -682,7 +682,7 @@ fn status_reaches_systemd_as_it_changes() {
 /// skipped responses carried is lost, by design (see `Unreadable` in src/matrix/mod.rs).
 #[test]
 fn an_unreadable_sync_response_is_skipped_and_the_door_syncs_on() {
-    if isolated("an_unreadable_sync_response_is_skipped_and_the_door_syncs_on") {
+    if isolated!() {
         return;
     }
     let synapse = Synapse::start(None);

@@ -34,7 +34,7 @@ fn text(body: &str) -> Value {
 
 #[test]
 fn open_command_pulses_the_relay_for_allow_listed_users_only() {
-    if isolated("open_command_pulses_the_relay_for_allow_listed_users_only") {
+    if isolated!() {
         return;
     }
     let (synapse, alice, home, room) = harness::world::with_client(DoorSettings {
@@ -93,7 +93,7 @@ fn open_command_pulses_the_relay_for_allow_listed_users_only() {
 
 #[test]
 fn open_command_works_in_an_encrypted_room() {
-    if isolated("open_command_works_in_an_encrypted_room") {
+    if isolated!() {
         return;
     }
     // Alice is a browser with E2EE (js-sdk): her `!open` reaches the door encrypted, and the
@@ -147,7 +147,7 @@ fn images(client: &Client, room: &str, door: &str) -> Vec<Value> {
 
 #[test]
 fn a_press_posts_a_snapshot_mentioning_the_allow_listed_members() {
-    if isolated("a_press_posts_a_snapshot_mentioning_the_allow_listed_members") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = harness::world::with_client(DoorSettings {
@@ -198,7 +198,7 @@ fn a_press_posts_a_snapshot_mentioning_the_allow_listed_members() {
 
 #[test]
 fn no_snapshot_when_it_is_off() {
-    if isolated("no_snapshot_when_it_is_off") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = harness::world::with_client(DoorSettings {

@@ -286,7 +286,7 @@ fn unpooled(fds: &[String]) -> usize {
 
 #[test]
 fn soak() {
-    if isolated("soak") {
+    if isolated!() {
         return;
     }
     let calls: usize = std::env::var("INTERCOM_SOAK_CALLS")
