@@ -11,12 +11,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use harness::browser::Browser;
+use harness::call_events::every_body;
 use harness::client::Client as Peer;
 use harness::netns::isolated;
 use harness::synapse::{Synapse, User};
 use intercom::call::{
-    CallEvent, CallEventBody, CallId, Candidate, HangupReason, PartyId, ReceivedEvent, RoomId,
-    SdpKind, SessionDescription, StreamPurpose, UserId,
+    CallEvent, CallEventBody, CallId, HangupReason, PartyId, ReceivedEvent, RoomId, UserId,
 };
 use intercom::config::{HomeserverUrl, MatrixConfig, RoomRef, UserId as ConfigUser};
 use intercom::matrix::{self, Matrix, MatrixEvent, Session};
@@ -143,55 +143,6 @@ fn fixture_content(name: &str, call_id: &str, invitee: &str) -> Value {
         content["invitee"] = invitee.into();
     }
     content
-}
-
-fn sdp(kind: SdpKind) -> SessionDescription {
-    SessionDescription {
-        kind,
-        sdp: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n".into(),
-        streams: vec![("door-stream".into(), StreamPurpose::UserMedia)],
-    }
-}
-
-fn every_body() -> Vec<CallEventBody> {
-    vec![
-        CallEventBody::Invite {
-            offer: sdp(SdpKind::Offer),
-            lifetime: Duration::from_secs(90),
-            invitee: None,
-        },
-        CallEventBody::Answer {
-            answer: sdp(SdpKind::Answer),
-        },
-        CallEventBody::Candidates {
-            candidates: vec![
-                Candidate {
-                    candidate: "candidate:1 1 udp 2122260223 127.0.0.1 40000 typ host".into(),
-                    sdp_mid: Some("0".into()),
-                    sdp_m_line_index: Some(0),
-                },
-                Candidate {
-                    candidate: String::new(),
-                    sdp_mid: None,
-                    sdp_m_line_index: None,
-                },
-            ],
-        },
-        CallEventBody::SelectAnswer {
-            selected_party_id: PartyId("PEERDEVICE".into()),
-        },
-        CallEventBody::Reject,
-        CallEventBody::Negotiate {
-            description: sdp(SdpKind::Offer),
-            lifetime: Duration::from_secs(60),
-        },
-        CallEventBody::Hangup {
-            reason: HangupReason::InviteTimeout,
-        },
-        CallEventBody::SdpStreamMetadataChanged {
-            streams: vec![("door-stream".into(), StreamPurpose::UserMedia)],
-        },
-    ]
 }
 
 #[test]
@@ -326,7 +277,7 @@ fn every_call_event_is_sent_as_the_spec_says() {
         assert!(invite.get("invitee").is_none(), "{invite}");
         assert_eq!(
             invite["sdp_stream_metadata"],
-            json!({"door-stream": {"purpose": "m.usermedia"}})
+            json!({"cam": {"purpose": "m.usermedia"}, "screen": {"purpose": "m.screenshare"}})
         );
         assert_eq!(content("m.call.answer")["answer"]["type"], "answer");
         assert_eq!(
@@ -343,7 +294,7 @@ fn every_call_event_is_sent_as_the_spec_says() {
         assert_eq!(content("m.call.hangup")["reason"], "invite_timeout");
         assert_eq!(
             content("m.call.sdp_stream_metadata_changed")["sdp_stream_metadata"],
-            json!({"door-stream": {"purpose": "m.usermedia"}})
+            json!({"cam": {"purpose": "m.usermedia"}})
         );
 
         // The door's own events come back through its sync, parsed to what was sent: echo

@@ -18,6 +18,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod call_events;
 pub mod client;
 pub mod coturn;
 pub mod door;
