@@ -20,15 +20,6 @@ const WINDOW_MS: f64 = 5_000.0;
 
 type World = harness::world::BrowserWorld;
 
-/// Starts the door and waits until it is ready and alice sees it in the room.
-fn ready_door(w: &mut World) -> Door {
-    let mut door = w.home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
-    w.alice.call(json!({"cmd": "wait_member", "room_id": w.room,
-                        "user_id": w.home.user.user_id, "timeout_ms": 30000}));
-    door
-}
-
 fn world(camera: (u32, u32), camera_extra: &str) -> World {
     let settings = DoorSettings {
         camera,
@@ -100,7 +91,7 @@ fn door_video_follows_the_browsers_feedback_under_the_default_cap() {
     }
     // 640×480 at 15 fps starts at its own rate (460 kbit/s), under the 2 Mbit/s cap.
     let mut w = world((640, 480), "");
-    let mut door = ready_door(&mut w);
+    let mut door = w.start_door();
     w.alice.call(json!({"cmd": "auto_answer", "enabled": true}));
 
     let call_id = call_until_feedback(&mut w, &mut door);
@@ -139,7 +130,7 @@ fn door_video_stays_under_a_low_cap() {
         return;
     }
     let mut w = world((640, 480), "max_bitrate = \"200kbit\"");
-    let mut door = ready_door(&mut w);
+    let mut door = w.start_door();
     w.alice.call(json!({"cmd": "auto_answer", "enabled": true}));
 
     let call_id = call_until_feedback(&mut w, &mut door);
@@ -165,7 +156,7 @@ fn a_call_the_door_answers_gets_the_same_feedback() {
     }
     // The browser offers (with its own rtcp-fb and extensions), the door answers.
     let mut w = world((640, 480), "max_bitrate = \"300kbit\"");
-    let mut door = ready_door(&mut w);
+    let mut door = w.start_door();
     let call_id = w
         .alice
         .call(json!({"cmd": "place_call", "room_id": w.room, "video": true}))["call_id"]

@@ -7,7 +7,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::browser::Browser;
-use harness::door::{Door, DoorSettings};
+use harness::door::DoorSettings;
 use harness::netns::isolated;
 use serde_json::{json, Value};
 
@@ -33,19 +33,6 @@ fn world_with(
         ..DoorSettings::default()
     };
     harness::world::with_browser(encrypted, turn, relay_only, settings)
-}
-
-impl World {
-    /// Starts the door and waits until it has joined the room (it accepts the invite of an
-    /// allow-listed user) and alice sees it there.
-    fn start_door(&mut self) -> Door {
-        let mut door = self.home.start();
-        door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
-        self.alice
-            .call(json!({"cmd": "wait_member", "room_id": self.room,
-                               "user_id": self.home.user.user_id, "timeout_ms": 30000}));
-        door
-    }
 }
 
 fn stats_flowing(s: &Value) -> bool {

@@ -26,11 +26,7 @@ fn world() -> (harness::world::BrowserWorld, Door) {
         ..DoorSettings::default()
     };
     let mut w = harness::world::with_browser(false, None, false, settings);
-    let mut door = w.home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
-    let me = w.home.user.user_id.clone();
-    w.alice
-        .call(json!({"cmd": "wait_member", "room_id": w.room, "user_id": me, "timeout_ms": 30000}));
+    let door = w.start_door();
     (w, door)
 }
 

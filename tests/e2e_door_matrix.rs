@@ -49,22 +49,6 @@ fn events_for(
         .collect()
 }
 
-/// Starts the door and waits for READY=1 and for it to be joined to every room (it accepts the
-/// invites of users on its allow list).
-fn start_door(home: &DoorHome, rooms: &[(&Client, &str)]) -> Door {
-    let mut door = home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
-    for (client, room) in rooms {
-        harness::poll("the door to join its room", WAIT, || {
-            client
-                .joined_members(room)
-                .contains(&home.user.user_id)
-                .then_some(())
-        });
-    }
-    door
-}
-
 /// Synapse, the door's home and alice (on the allow list) in a plain room with the door.
 fn one_room(incoming: &'static str) -> (Synapse, Client, DoorHome, String) {
     harness::world::with_client(DoorSettings {
@@ -106,7 +90,7 @@ fn parallel_rooms_first_answer_wins() {
     };
     let home = DoorHome::new(&synapse, door_user, &settings);
     let me = home.user.user_id.clone();
-    let mut door = start_door(&home, &[(&alice, &room1), (&bob, &room2)]);
+    let mut door = home.start_joined(&[(&alice, &room1), (&bob, &room2)]);
 
     door.ring();
     door.wait_notify("calling", WAIT, |l| l == "STATUS=Calling 2 room(s)");
@@ -183,7 +167,7 @@ fn glare_the_lesser_call_id_survives() {
     let t0 = Instant::now();
     let (_synapse, alice, home, room) = one_room("auto-answer");
     let me = home.user.user_id.clone();
-    let mut door = start_door(&home, &[(&alice, &room)]);
+    let mut door = home.start_joined(&[(&alice, &room)]);
     let door_invite = |e: &Value, not: &[String]| {
         e["type"] == "m.call.invite" && e["sender"] == me.as_str() && !not.contains(&call_id(e))
     };
@@ -249,7 +233,7 @@ fn stale_invite_never_rings() {
     let t0 = Instant::now();
     let (_synapse, alice, home, room) = one_room("ring");
     let me = home.user.user_id.clone();
-    let mut door = start_door(&home, &[(&alice, &room)]);
+    let mut door = home.start_joined(&[(&alice, &room)]);
     door.clear_notes();
 
     // 2 s of lifetime: less than the 3 s the door needs left to ring.
@@ -287,15 +271,14 @@ fn invite_and_hangup_in_one_sync_batch_never_ring() {
     let (_synapse, alice, home, room) = one_room("ring");
     let me = home.user.user_id.clone();
     // A first run: the store gets its sync token (the very first sync is history).
-    let door = start_door(&home, &[(&alice, &room)]);
+    let door = home.start_joined(&[(&alice, &room)]);
     assert!(door.stop());
 
     // While the door is down, a call is placed and hung up: the door's next sync brings both.
     let settled = js_call_id();
     alice.send(&room, "m.call.invite", &invite(&settled, Some(&me), 60_000));
     alice.send(&room, "m.call.hangup", &hangup(&settled, "PAGEA"));
-    let mut door = home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    let mut door = home.start_ready();
 
     // A fresh call afterwards rings: the settled one did not (it would ring first, or make the
     // door busy).
@@ -385,8 +368,7 @@ fn restart_keeps_the_device_and_decrypts() {
         alice.call(json!({"cmd": "wait_member", "room_id": room, "user_id": me,
                           "timeout_ms": 30000}));
     };
-    let mut door = home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    let mut door = home.start_ready();
     wait_joined(&mut alice);
     let keys_before = harness::poll("the door's device keys", WAIT, keys);
     let devices_before = devices();
@@ -395,8 +377,7 @@ fn restart_keeps_the_device_and_decrypts() {
     encrypted_call(&mut alice, &mut door, &room);
     assert!(door.stop());
 
-    let mut door = home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    let mut door = home.start_ready();
     assert_eq!(devices(), devices_before, "a restart made a new device");
     assert_eq!(
         keys(),
@@ -420,7 +401,7 @@ fn homeserver_outage_while_idle_then_a_press_calls_within_5s() {
     let t0 = Instant::now();
     let (mut synapse, alice, home, room) = one_room("auto-answer");
     let me = home.user.user_id.clone();
-    let mut door = start_door(&home, &[(&alice, &room)]);
+    let mut door = home.start_joined(&[(&alice, &room)]);
 
     let down = Instant::now();
     synapse.stop();
@@ -467,7 +448,7 @@ fn garbage_and_stranger_events_do_not_ring() {
     let mallory = Client::login(&synapse, &synapse.register("mallory"));
     alice.invite(&room, &mallory.user_id);
     mallory.join(&room);
-    let mut door = start_door(&home, &[(&alice, &room)]);
+    let mut door = home.start_joined(&[(&alice, &room)]);
     door.clear_notes();
 
     let burst = harness::garbage::burst(&alice, &mallory, &me);
@@ -546,7 +527,7 @@ fn a_flood_of_tcp_candidates_opens_no_connections() {
     }
     let (_synapse, alice, home, room) = one_room("auto-answer");
     let me = home.user.user_id.clone();
-    let mut door = start_door(&home, &[(&alice, &room)]);
+    let mut door = home.start_joined(&[(&alice, &room)]);
     // Every 127.x.y.z reaches a listener on 0.0.0.0; it never accepts, so a connection to it
     // stays open (or pending) in the door.
     let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
@@ -703,7 +684,7 @@ fn an_unreadable_sync_response_is_skipped_and_the_door_syncs_on() {
             ..DoorSettings::default()
         },
     );
-    let mut door = start_door(&home, &[(&alice, &room), (&alice, &junk)]);
+    let mut door = home.start_joined(&[(&alice, &room), (&alice, &junk)]);
     door.wait_notify("online", WAIT, |l| l == "STATUS=Idle");
 
     proxy.break_syncs_with(&junk);

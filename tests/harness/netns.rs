@@ -16,20 +16,24 @@ static HEAVY: Mutex<()> = Mutex::new(());
 
 /// The name of the test function it is written in, as libtest names it for `--exact`: the
 /// function's path without the crate, e.g. `plain_room` or `raw::renegotiates`.
+#[allow(unused_macros)] // by programs that are not tests (the calls bench)
 macro_rules! test_name {
     () => {{
         fn here() {}
         $crate::harness::netns::test_name_of(::std::any::type_name_of_val(&here))
     }};
 }
+#[allow(unused_imports)]
 pub(crate) use test_name;
 
 /// See the module: `if isolated!() { return; }` at the top of a network test.
+#[allow(unused_macros)]
 macro_rules! isolated {
     () => {
         $crate::harness::netns::isolated_as($crate::harness::netns::test_name!())
     };
 }
+#[allow(unused_imports)]
 pub(crate) use isolated;
 
 /// The test's name from the type name of a function declared in its body
