@@ -464,7 +464,7 @@ fn header(rounds: usize) {
 }
 
 fn main() {
-    if harness::netns::isolated("bench") {
+    if harness::netns::isolated_program() {
         return;
     }
     let rounds: usize = env_or("INTERCOM_BENCH_ROUNDS", 20);

@@ -5,7 +5,7 @@
 //! button's raw edges and what the door is doing, each with its `now`, asks for the next deadline
 //! with [`Panel::poll_timeout`], calls [`Panel::handle_timeout`] when it passes, and drains
 //! [`PanelOutput`]s (LED and relay levels to set, presses to hand to the core). The GPIO adapter
-//! (`src/gpio/`) only carries levels out and edges in. `tests/sans_io.rs` holds this file to the
+//! (`src/gpio/`) only carries levels out and edges in. `tests/check_sans_io.rs` holds this file to the
 //! same rules as `src/call/`.
 //!
 //! - **Debounce.** A new level of the button counts once it has held for `debounce` (the kernel

@@ -4,7 +4,7 @@
 //! (`call`, the panel, `media`, `rtc`, the output lines of `gpio`) takes settings of its own
 //! types; this module knows both and translates. No module of `src/media/` or `src/rtc/`
 //! imports `crate::config`, and `crate::config` imports nothing of `crate::media` or
-//! `crate::rtc` (`tests/sans_io.rs` checks both).
+//! `crate::rtc` (`tests/check_sans_io.rs` checks both).
 //!
 //! Making the settings reads each WAV file named as a tone, once: a tone the door could not play
 //! is a configuration error at its key (exit 78), found by `intercom check` and by `intercom run`

@@ -8,7 +8,7 @@
 //! [`Station::handle_input`], sleeps until [`Station::poll_timeout`], and carries each
 //! [`Output`] to the adapter it names. Like the core, the station never reads the clock, never
 //! sleeps, spawns or does I/O, and writes no log: a line worth logging is an [`Output::Log`].
-//! `tests/sans_io.rs` holds it to the same rules as `src/call/`.
+//! `tests/check_sans_io.rs` holds it to the same rules as `src/call/`.
 //!
 //! A press, hop by hop: the GPIO adapter's edge ([`Input::ButtonEdge`]) → the panel debounces it
 //! → the station hands the press to the core → the core prepares an offer

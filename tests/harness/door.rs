@@ -9,7 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use super::client::Client;
 use super::synapse::{Synapse, User};
+
+/// How long the door may take to be ready, or to join a room.
+const START: Duration = Duration::from_secs(30);
 
 /// What the door's configuration says beyond the homeserver and its account.
 pub struct DoorSettings {
@@ -159,6 +163,33 @@ filter = "info,intercom=debug"
         self.start_with_env(&[])
     }
 
+    /// Starts the daemon and waits for READY=1.
+    pub fn start_ready(&self) -> Door {
+        let mut door = self.start();
+        door.wait_ready();
+        door
+    }
+
+    /// Starts the daemon, waits for READY=1 and until each room's client sees the door joined
+    /// to it (the door accepts the invites of users on its allow list).
+    pub fn start_joined(&self, rooms: &[(&Client, &str)]) -> Door {
+        let door = self.start_ready();
+        for (client, room) in rooms {
+            self.wait_joined(client, room);
+        }
+        door
+    }
+
+    /// Waits until `client` sees the door joined to `room`.
+    pub fn wait_joined(&self, client: &Client, room: &str) {
+        super::poll("the door to join its room", START, || {
+            client
+                .joined_members(room)
+                .contains(&self.user.user_id)
+                .then_some(())
+        });
+    }
+
     /// Starts the daemon with more environment (`ALSA_CONFIG_PATH`, a test hook).
     pub fn start_with_env(&self, env: &[(&str, &str)]) -> Door {
         let socket = self.dir.path().join("notify.sock");
@@ -223,6 +254,11 @@ pub struct Door {
 }
 
 impl Door {
+    /// Waits for READY=1: the daemon has its session, its devices and its control socket.
+    pub fn wait_ready(&mut self) {
+        self.wait_notify("READY=1", START, |l| l == "READY=1");
+    }
+
     /// Waits for an sd_notify line (`READY=1`, `STATUS=…`) for which `matches` holds, among
     /// those not cleared by `clear_notes`.
     pub fn wait_notify(

@@ -9,12 +9,16 @@
 //! - [`netns::isolated`]: every network test re-runs itself in a network namespace that has only
 //!   `lo`, so that every ICE candidate is loopback and nothing leaves the machine.
 //!
+//! - [`virtual_time`]: the `virtual_*` tests' harness (the core and the panel on a clock the
+//!   test moves), loaded on its own by them with `#[path]`.
+//!
 //! Each component has its own temp dir and ports, kills exactly the processes it started, and
 //! prints its log (Synapse's, the browser's console) when the test fails.
 
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod call_events;
 pub mod client;
 pub mod coturn;
 pub mod door;
@@ -24,6 +28,7 @@ pub mod procfs;
 pub mod proxy;
 pub mod rng;
 pub mod synapse;
+pub mod virtual_time;
 pub mod world;
 
 use std::net::{TcpListener, UdpSocket};

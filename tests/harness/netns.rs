@@ -1,8 +1,10 @@
 //! Network isolation: each network test runs in a fresh network namespace with only `lo`.
 //!
-//! `isolated(name)` returns false inside the namespace (run the test body) and true in the
-//! outer process, after it has re-run exactly that test inside a new namespace and checked that
-//! it passed. Root uses `unshare --net`; other users get a user namespace as well.
+//! A network test begins with `if isolated!() { return; }`. `isolated!()` is false inside the
+//! namespace (run the test body) and true in the outer process, after it has re-run exactly that
+//! test inside a new namespace and checked that it passed and that it ran. The macro names the
+//! test itself ([`test_name!`]): a name typed by hand could match no test, and a re-run of no
+//! test would pass. Root uses `unshare --net`; other users get a user namespace as well.
 
 use std::process::Command;
 use std::sync::Mutex;
@@ -12,19 +14,90 @@ const INSIDE: &str = "INTERCOM_TEST_NETNS";
 /// Heavy tests (browsers, Synapse) take turns: the machine has two cores.
 static HEAVY: Mutex<()> = Mutex::new(());
 
-/// See the module. `test` is the test function's full name, e.g. `browser_call::plain_room`
-/// minus the crate: pass `module_path!()`-relative names as `cargo test -- --exact` expects.
-pub fn isolated(test: &str) -> bool {
-    if std::env::var_os(INSIDE).is_some() {
-        // /proc/net/dev is per namespace (/sys/class/net would show the host's).
-        let ifaces: Vec<String> = std::fs::read_to_string("/proc/net/dev")
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim().to_owned()))
-            .collect();
-        assert_eq!(ifaces, ["lo"], "the test namespace must have only lo");
+/// The name of the test function it is written in, as libtest names it for `--exact`: the
+/// function's path without the crate, e.g. `plain_room` or `raw::renegotiates`.
+#[allow(unused_macros)] // by programs that are not tests (the calls bench)
+macro_rules! test_name {
+    () => {{
+        fn here() {}
+        $crate::harness::netns::test_name_of(::std::any::type_name_of_val(&here))
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use test_name;
+
+/// See the module: `if isolated!() { return; }` at the top of a network test.
+#[allow(unused_macros)]
+macro_rules! isolated {
+    () => {
+        $crate::harness::netns::isolated_as($crate::harness::netns::test_name!())
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use isolated;
+
+/// The test's name from the type name of a function declared in its body
+/// (`<crate>::<module path>::<test>::here`).
+pub fn test_name_of(here: &'static str) -> &'static str {
+    let name = here
+        .strip_suffix("::here")
+        .and_then(|path| path.split_once("::"))
+        .map(|(_crate, name)| name)
+        .unwrap_or_else(|| panic!("`{here}` is not a function inside a test"));
+    assert!(
+        !name.contains('{'),
+        "`{name}`: call isolated!() in the test function's own body, not in a closure or an \
+         async block"
+    );
+    name
+}
+
+/// See the module. `test` is the test function's name as `cargo test -- --exact` expects it;
+/// tests call [`isolated!`], which passes their own.
+pub fn isolated_as(test: &str) -> bool {
+    if inside() {
         return false;
     }
+    let ran = rerun(&[test, "--exact", "--nocapture", "--test-threads=1"]);
+    // A name that matches no test (a renamed function, a wrong module) would run nothing and pass.
+    assert_eq!(
+        ran,
+        Some(1),
+        "the re-run inside the network namespace must run exactly one test, `{test}`: is that \
+         the test function's name?"
+    );
+    true
+}
+
+/// [`isolated!`] for a program that is not a libtest test (a benchmark with `harness = false`):
+/// re-runs the whole program inside the namespace, with its own arguments.
+pub fn isolated_program() -> bool {
+    if inside() {
+        return false;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    rerun(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    true
+}
+
+/// Inside the test namespace (checked: only `lo`)?
+fn inside() -> bool {
+    if std::env::var_os(INSIDE).is_none() {
+        return false;
+    }
+    // /proc/net/dev is per namespace (/sys/class/net would show the host's).
+    let ifaces: Vec<String> = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim().to_owned()))
+        .collect();
+    assert_eq!(ifaces, ["lo"], "the test namespace must have only lo");
+    true
+}
+
+/// Re-runs this executable with `args` in a new network namespace; panics unless it succeeds.
+/// Returns how many tests libtest said it runs ("running 1 test"), if it said so.
+fn rerun(args: &[&str]) -> Option<u32> {
     let _turn = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let exe = std::env::current_exe().unwrap();
     let root = is_root();
@@ -35,7 +108,7 @@ pub fn isolated(test: &str) -> bool {
     }
     cmd.args(["--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
         .arg(&exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .args(args)
         // An ignored test (the demo) was asked for by name: ask for it again inside.
         .args(std::env::args().filter(|a| a == "--ignored" || a == "--include-ignored"))
         .env(INSIDE, "1");
@@ -65,16 +138,10 @@ pub fn isolated(test: &str) -> bool {
     let status = child.wait().unwrap();
     assert!(
         status.success(),
-        "{test} failed inside its network namespace ({status})"
+        "{} failed inside its network namespace ({status})",
+        args.first().copied().unwrap_or("the program")
     );
-    // A name that matches no test (a typo, a renamed function) would run nothing and pass.
-    assert_eq!(
-        ran,
-        Some(1),
-        "the re-run inside the network namespace must run exactly one test, `{test}`: is that \
-         the test function's name?"
-    );
-    true
+    ran
 }
 
 fn is_root() -> bool {

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::browser::Browser;
 use super::client::Client;
-use super::door::{DoorHome, DoorSettings};
+use super::door::{Door, DoorHome, DoorSettings};
 use super::synapse::{Synapse, Turn, User};
 
 /// Alice as a plain HTTP client, in a plain room with the door. `settings.rooms` and
@@ -67,5 +67,17 @@ pub fn with_browser(
         alice_user,
         home,
         room,
+    }
+}
+
+impl BrowserWorld {
+    /// Starts the door and waits for READY=1 and until alice sees it in the room (it accepts
+    /// the invite of an allow-listed user).
+    pub fn start_door(&mut self) -> Door {
+        let door = self.home.start_ready();
+        self.alice
+            .call(json!({"cmd": "wait_member", "room_id": self.room,
+                         "user_id": self.home.user.user_id, "timeout_ms": 30000}));
+        door
     }
 }

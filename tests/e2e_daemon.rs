@@ -47,20 +47,13 @@ fn fixture(name: &str) -> Value {
 
 #[test]
 fn ready_watchdog_ring_answer_select_and_clean_stop() {
-    if isolated("ready_watchdog_ring_answer_select_and_clean_stop") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = setup("auto-answer");
-    let mut door = home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    let mut door = home.start_joined(&[(&alice, &room)]);
     door.wait_notify("a watchdog ping", WAIT, |l| l == "WATCHDOG=1");
     door.clear_notes();
-    harness::poll("the door to join alice's room", WAIT, || {
-        alice
-            .joined_members(&room)
-            .contains(&home.user.user_id)
-            .then_some(())
-    });
 
     let mut seen = std::collections::HashSet::new();
     for round in 0..2 {
@@ -106,18 +99,11 @@ fn ready_watchdog_ring_answer_select_and_clean_stop() {
 
 #[test]
 fn stopping_mid_call_hangs_up_first() {
-    if isolated("stopping_mid_call_hangs_up_first") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = setup("auto-answer");
-    let mut door = home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
-    harness::poll("the door to join", WAIT, || {
-        alice
-            .joined_members(&room)
-            .contains(&home.user.user_id)
-            .then_some(())
-    });
+    let door = home.start_joined(&[(&alice, &room)]);
     door.ring();
     let invite = wait_event(&alice, &room, "the invite", |e| {
         e["type"] == "m.call.invite"
@@ -132,12 +118,11 @@ fn stopping_mid_call_hangs_up_first() {
 
 #[test]
 fn a_second_daemon_on_the_same_socket_is_refused() {
-    if isolated("a_second_daemon_on_the_same_socket_is_refused") {
+    if isolated!() {
         return;
     }
     let (_synapse, _alice, home, _room) = setup("ring");
-    let mut first = home.start();
-    first.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    let first = home.start_ready();
     let second = intercom(&["run"], &home.config);
     assert_eq!(second.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&second.stderr).contains("another intercom daemon"));
@@ -186,7 +171,7 @@ fn ring_without_a_daemon_says_so() {
 
 #[test]
 fn a_notify_socket_nobody_reads_does_not_wedge_the_loop() {
-    if isolated("a_notify_socket_nobody_reads_does_not_wedge_the_loop") {
+    if isolated!() {
         return;
     }
     let (_synapse, _alice, home, _room) = setup("ring");
@@ -229,7 +214,7 @@ fn a_notify_socket_nobody_reads_does_not_wedge_the_loop() {
 /// is unreachable, and rings the room as soon as the homeserver is back.
 #[test]
 fn starts_with_the_homeserver_down_and_rings_once_it_is_up() {
-    if isolated("starts_with_the_homeserver_down_and_rings_once_it_is_up") {
+    if isolated!() {
         return;
     }
     let mut synapse = Synapse::start(None);
@@ -252,8 +237,7 @@ fn starts_with_the_homeserver_down_and_rings_once_it_is_up() {
     );
     synapse.stop();
 
-    let mut door = home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    let mut door = home.start_ready();
     door.wait_notify("the outage in the status", WAIT, |l| {
         l.starts_with("STATUS=Idle (homeserver unreachable")
     });
@@ -264,12 +248,7 @@ fn starts_with_the_homeserver_down_and_rings_once_it_is_up() {
     );
 
     synapse.restart();
-    harness::poll("the door to join the room", WAIT, || {
-        alice
-            .joined_members(&room)
-            .contains(&home.user.user_id)
-            .then_some(())
-    });
+    home.wait_joined(&alice, &room);
     door.wait_log(&format!("room alias {alias} is {room}"), WAIT);
     door.wait_notify("the door online", WAIT, |l| l == "STATUS=Idle");
     door.ring();
@@ -286,15 +265,14 @@ fn starts_with_the_homeserver_down_and_rings_once_it_is_up() {
 /// missing, and a press rings with an audio call.
 #[test]
 fn starts_without_its_camera_and_rings_audio_only() {
-    if isolated("starts_without_its_camera_and_rings_audio_only") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = harness::world::with_client(DoorSettings {
         camera_device: "/dev/no-such-camera",
         ..DoorSettings::default()
     });
-    let mut door = home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    let mut door = home.start_ready();
     let missing = "camera /dev/no-such-camera missing: audio only";
     door.wait_notify("the missing camera in the status", WAIT, |l| {
         l == format!("STATUS=Idle ({missing})")
@@ -307,12 +285,7 @@ fn starts_without_its_camera_and_rings_audio_only() {
             .any(|l| l == "missing: camera /dev/no-such-camera (missing: audio only)"),
         "{report}"
     );
-    harness::poll("the door to join", WAIT, || {
-        alice
-            .joined_members(&room)
-            .contains(&home.user.user_id)
-            .then_some(())
-    });
+    home.wait_joined(&alice, &room);
     door.ring();
     let invite = wait_event(&alice, &room, "the door's invite", |e| {
         e["type"] == "m.call.invite" && e["sender"] == home.user.user_id.as_str()
@@ -343,7 +316,7 @@ fn threads_opening_a_fifo(pid: u32) -> usize {
 /// control socket, and the call rings once the open is given up (with silence for sound).
 #[test]
 fn a_hanging_microphone_does_not_stop_the_loop() {
-    if isolated("a_hanging_microphone_does_not_stop_the_loop") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = harness::world::with_client(DoorSettings {
@@ -363,13 +336,8 @@ fn a_hanging_microphone_does_not_stop_the_loop() {
     .unwrap();
     let alsa = format!("/usr/share/alsa/alsa.conf:{}", conf.display());
     let mut door = home.start_with_env(&[("ALSA_CONFIG_PATH", &alsa)]);
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
-    harness::poll("the door to join", WAIT, || {
-        alice
-            .joined_members(&room)
-            .contains(&home.user.user_id)
-            .then_some(())
-    });
+    door.wait_ready();
+    home.wait_joined(&alice, &room);
     // The FIFO is made after the start, so that the call's own open is the one that hangs.
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
@@ -402,13 +370,8 @@ fn a_panic_ends_the_daemon(place: &str, ring: bool) {
     let (_synapse, alice, home, room) = harness::world::with_client(DoorSettings::default());
     let mut door = home.start_with_env(&[("INTERCOM_TEST_PANIC", place)]);
     if ring {
-        door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
-        harness::poll("the door to join", WAIT, || {
-            alice
-                .joined_members(&room)
-                .contains(&home.user.user_id)
-                .then_some(())
-        });
+        door.wait_ready();
+        home.wait_joined(&alice, &room);
         door.ring();
     }
     let status = door.wait_exit(WAIT);
@@ -425,7 +388,7 @@ fn a_panic_ends_the_daemon(place: &str, ring: bool) {
 /// The synthetic camera panics at its first frame, on the call's encoder thread.
 #[test]
 fn a_panicking_camera_ends_the_daemon() {
-    if isolated("a_panicking_camera_ends_the_daemon") {
+    if isolated!() {
         return;
     }
     a_panic_ends_the_daemon("camera", true);
@@ -434,7 +397,7 @@ fn a_panicking_camera_ends_the_daemon() {
 /// The call's task panics as it starts (tokio would catch it and end only the task).
 #[test]
 fn a_panicking_call_task_ends_the_daemon() {
-    if isolated("a_panicking_call_task_ends_the_daemon") {
+    if isolated!() {
         return;
     }
     a_panic_ends_the_daemon("call", true);
@@ -444,7 +407,7 @@ fn a_panicking_call_task_ends_the_daemon() {
 /// on without ever ringing).
 #[test]
 fn a_panicking_sync_loop_ends_the_daemon() {
-    if isolated("a_panicking_sync_loop_ends_the_daemon") {
+    if isolated!() {
         return;
     }
     a_panic_ends_the_daemon("sync", false);

@@ -26,17 +26,13 @@ fn world() -> (harness::world::BrowserWorld, Door) {
         ..DoorSettings::default()
     };
     let mut w = harness::world::with_browser(false, None, false, settings);
-    let mut door = w.home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
-    let me = w.home.user.user_id.clone();
-    w.alice
-        .call(json!({"cmd": "wait_member", "room_id": w.room, "user_id": me, "timeout_ms": 30000}));
+    let door = w.start_door();
     (w, door)
 }
 
 #[test]
 fn the_keypad_code_from_the_browser_opens_the_door_and_a_wrong_one_does_not() {
-    if isolated("the_keypad_code_from_the_browser_opens_the_door_and_a_wrong_one_does_not") {
+    if isolated!() {
         return;
     }
     let (mut w, mut door) = world();
@@ -88,7 +84,7 @@ fn the_keypad_code_from_the_browser_opens_the_door_and_a_wrong_one_does_not() {
 
 #[test]
 fn the_keypad_works_when_the_browser_calls_the_door() {
-    if isolated("the_keypad_works_when_the_browser_calls_the_door") {
+    if isolated!() {
         return;
     }
     let (mut w, mut door) = world();

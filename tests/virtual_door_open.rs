@@ -1,24 +1,19 @@
 //! Who may open the door, on virtual time: the `!open` and keypad (DTMF) rules of
 //! `src/call/door.rs` as the core applies them, the long press, and what the LED is told.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use intercom::call::*;
 
-const DOOR: &str = "@door:hs";
-const ALICE: &str = "@alice:hs";
-const BOB: &str = "@bob:hs";
-const MALLORY: &str = "@mallory:hs";
+#[path = "harness/virtual_time.rs"]
+mod virtual_time;
 
-/// A core with a relay (pulse 2 s), and a clock.
-struct T {
-    core: Core,
-    now: Instant,
-}
+use virtual_time::*;
 
-impl T {
-    fn new(call_command: bool, room_command: bool) -> T {
-        T::with(DoorPolicy {
+/// A core with a relay (pulse 2 s): answers calls by itself, ignores a press during a call.
+impl CoreClock {
+    fn door(call_command: bool, room_command: bool) -> CoreClock {
+        CoreClock::with_door(DoorPolicy {
             relay: true,
             pulse: Duration::from_secs(2),
             call_command,
@@ -29,8 +24,8 @@ impl T {
     }
 
     /// A core with a relay whose keypad code is `code` (and `!open` off).
-    fn keypad(code: &str) -> T {
-        T::with(DoorPolicy {
+    fn keypad(code: &str) -> CoreClock {
+        CoreClock::with_door(DoorPolicy {
             relay: true,
             call_command: false,
             dtmf_code: code.into(),
@@ -38,19 +33,21 @@ impl T {
         })
     }
 
+    fn with_door(door: DoorPolicy) -> CoreClock {
+        let mut t = CoreClock::with(Policy {
+            press_during_call: PressDuringCall::Ignore,
+            ..policy(Incoming::AutoAnswer)
+        });
+        t.core.set_door_policy(door);
+        t
+    }
+
     /// The peer of `call` presses `keys`, one every 200 ms; what the core did.
     fn keys(&mut self, call: &str, keys: &str) -> Vec<Output> {
         let mut out = Vec::new();
         for key in keys.chars() {
             self.now += Duration::from_millis(200);
-            self.core.handle_input(
-                self.now,
-                Input::Rtc {
-                    call: CallId(call.into()),
-                    event: RtcEvent::Dtmf(key),
-                },
-            );
-            out.extend(self.drain());
+            out.extend(self.rtc(&CallId(call.into()), RtcEvent::Dtmf(key)));
         }
         out
     }
@@ -65,173 +62,25 @@ impl T {
     /// The door rings out (a press) and `who` sends an answer in `!a`, which the door may or may
     /// not take; returns the door's call id.
     fn answer_tried_by(&mut self, who: &str) -> String {
-        self.core.handle_input(self.now, Input::ButtonPressed);
-        let call = self
-            .drain()
+        let (call, legs) = self.ring_out();
+        let leg = legs
             .into_iter()
-            .find_map(|o| match o {
-                Output::Rtc {
-                    call,
-                    command: RtcCommand::CreateOffer { .. },
-                } => Some(call),
-                _ => None,
-            })
-            .expect("the press places a call");
-        self.core.handle_input(
-            self.now,
-            Input::Rtc {
-                call: call.clone(),
-                event: RtcEvent::LocalDescription(SessionDescription {
-                    kind: SdpKind::Offer,
-                    sdp: "v=0\r\n".into(),
-                    streams: vec![("s".into(), StreamPurpose::UserMedia)],
-                }),
-            },
-        );
-        let leg = self
-            .drain()
-            .into_iter()
-            .find_map(|o| match o {
-                Output::Send { room, event } if room.0 == "!a" => Some(event.call_id),
-                _ => None,
-            })
+            .find_map(|(room, leg)| (room.0 == "!a").then_some(leg))
             .expect("an invite into !a");
-        let answer = ReceivedEvent {
-            room: RoomId("!a".into()),
-            sender: UserId(who.into()),
-            age: Some(Duration::from_millis(50)),
-            encrypted: false,
-            members: None,
-            event: CallEvent {
-                call_id: leg,
-                party_id: PartyId("DEV".into()),
-                body: CallEventBody::Answer {
-                    answer: SessionDescription {
-                        kind: SdpKind::Answer,
-                        sdp: "v=0\r\n".into(),
-                        streams: vec![("s".into(), StreamPurpose::UserMedia)],
-                    },
-                },
-            },
-        };
-        self.core
-            .handle_input(self.now, Input::SyncBatch(vec![answer]));
-        self.drain();
+        self.batch(vec![answer("!a", who, "DEV", &leg)]);
         call.0
-    }
-
-    fn with(door: DoorPolicy) -> T {
-        let policy = Policy {
-            rooms: vec![RoomId("!a".into()), RoomId("!b".into())],
-            allow: vec![UserId(ALICE.into()), UserId(BOB.into())],
-            incoming: Incoming::AutoAnswer,
-            ring_timeout: Duration::from_secs(30),
-            max_length: Duration::from_secs(300),
-            video: true,
-            press_during_call: PressDuringCall::Ignore,
-        };
-        let identity = Identity {
-            user: UserId(DOOR.into()),
-            party: PartyId("DOORDEVICE".into()),
-        };
-        let mut core = Core::new(policy, identity, "c");
-        core.set_door_policy(door);
-        T {
-            core,
-            now: Instant::now(),
-        }
-    }
-
-    fn drain(&mut self) -> Vec<Output> {
-        std::iter::from_fn(|| self.core.poll_output()).collect()
-    }
-
-    fn say(&mut self, room: &str, sender: &str, body: &str) -> Vec<Output> {
-        self.say_aged(room, sender, body, Duration::from_millis(40))
-    }
-
-    fn say_aged(&mut self, room: &str, sender: &str, body: &str, age: Duration) -> Vec<Output> {
-        self.core.handle_input(
-            self.now,
-            Input::Message(ReceivedMessage {
-                room: RoomId(room.into()),
-                sender: UserId(sender.into()),
-                age: Some(age),
-                body: body.into(),
-                encrypted: false,
-                room_encrypted: false,
-            }),
-        );
-        self.drain()
     }
 
     /// Alice calls the door from `!a` and the door answers: a call is up with her.
     fn call_with_alice(&mut self) {
-        let sdp = |kind| SessionDescription {
-            kind,
-            sdp: "v=0\r\n".into(),
-            streams: vec![("s".into(), StreamPurpose::UserMedia)],
-        };
-        let invite = ReceivedEvent {
-            room: RoomId("!a".into()),
-            sender: UserId(ALICE.into()),
-            age: Some(Duration::from_millis(50)),
-            encrypted: false,
-            members: None,
-            event: CallEvent {
-                call_id: CallId("100".into()),
-                party_id: PartyId("ALICEDEV".into()),
-                body: CallEventBody::Invite {
-                    offer: sdp(SdpKind::Offer),
-                    lifetime: Duration::from_secs(60),
-                    invitee: None,
-                },
-            },
-        };
-        self.core
-            .handle_input(self.now, Input::SyncBatch(vec![invite]));
-        self.core.handle_input(
-            self.now,
-            Input::Rtc {
-                call: CallId("100".into()),
-                event: RtcEvent::LocalDescription(sdp(SdpKind::Answer)),
-            },
-        );
-        self.drain();
+        self.answered_incoming();
         assert_eq!(self.core.activity(), Activity::InCall);
     }
 }
 
-fn opened(out: &[Output]) -> Vec<String> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::OpenDoor { by, .. } => Some(by.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn posts(out: &[Output]) -> Vec<(String, String)> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Post { room, text } => Some((room.0.clone(), text.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
-fn notices(out: &[Output]) -> Vec<String> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Notice(n) => Some(n.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn a_stranger_never_opens_and_is_told_nothing_but_the_log_names_them() {
-    let mut t = T::new(true, true);
+    let mut t = CoreClock::door(true, true);
     let out = t.say("!a", MALLORY, "!open");
     assert!(opened(&out).is_empty(), "{out:?}");
     assert!(
@@ -251,7 +100,7 @@ fn a_stranger_never_opens_and_is_told_nothing_but_the_log_names_them() {
 
 #[test]
 fn room_command_lets_an_allow_listed_user_open_from_a_configured_room_with_an_audit_line() {
-    let mut t = T::new(false, true);
+    let mut t = CoreClock::door(false, true);
     let out = t.say("!b", BOB, "  !Open \n");
     assert_eq!(opened(&out), vec![BOB.to_owned()]);
     assert_eq!(
@@ -266,7 +115,7 @@ fn room_command_lets_an_allow_listed_user_open_from_a_configured_room_with_an_au
 
 #[test]
 fn other_messages_are_not_commands() {
-    let mut t = T::new(true, true);
+    let mut t = CoreClock::door(true, true);
     for body in ["hello", "!opens", "open", "please !open", ""] {
         let out = t.say("!a", ALICE, body);
         assert!(out.is_empty(), "{body:?}: {out:?}");
@@ -275,7 +124,7 @@ fn other_messages_are_not_commands() {
 
 #[test]
 fn call_command_is_for_the_one_in_the_call_in_its_room() {
-    let mut t = T::new(true, false);
+    let mut t = CoreClock::door(true, false);
     // No call: refused, and alice (allowed) is told why.
     let out = t.say("!a", ALICE, "!open");
     assert!(opened(&out).is_empty());
@@ -302,7 +151,7 @@ fn call_command_is_for_the_one_in_the_call_in_its_room() {
 
 #[test]
 fn opens_during_a_pulse_merge_and_a_later_one_opens_again() {
-    let mut t = T::new(false, true);
+    let mut t = CoreClock::door(false, true);
     assert_eq!(opened(&t.say("!a", ALICE, "!open")).len(), 1);
     t.now += Duration::from_millis(1500);
     let out = t.say("!b", BOB, "!open");
@@ -314,7 +163,7 @@ fn opens_during_a_pulse_merge_and_a_later_one_opens_again() {
 
 #[test]
 fn a_stale_command_is_refused() {
-    let mut t = T::new(false, true);
+    let mut t = CoreClock::door(false, true);
     let out = t.say_aged(
         "!a",
         ALICE,
@@ -330,7 +179,7 @@ fn a_stale_command_is_refused() {
 #[test]
 fn a_command_without_an_age_is_refused() {
     // Some homeservers omit `unsigned.age`: nothing then shows the command is fresh.
-    let mut t = T::new(false, true);
+    let mut t = CoreClock::door(false, true);
     t.core.handle_input(
         t.now,
         Input::Message(ReceivedMessage {
@@ -349,7 +198,7 @@ fn a_command_without_an_age_is_refused() {
 
 #[test]
 fn a_plaintext_command_in_an_encrypted_room_is_refused() {
-    let mut t = T::new(false, true);
+    let mut t = CoreClock::door(false, true);
     let mut say = |encrypted: bool| {
         t.core.handle_input(
             t.now,
@@ -374,7 +223,7 @@ fn a_plaintext_command_in_an_encrypted_room_is_refused() {
 
 #[test]
 fn without_a_relay_nothing_opens() {
-    let mut t = T::with(DoorPolicy {
+    let mut t = CoreClock::with_door(DoorPolicy {
         relay: false,
         room_command: true,
         long_press: LongPress::OpenDoor,
@@ -389,7 +238,7 @@ fn without_a_relay_nothing_opens() {
 
 #[test]
 fn the_long_press_opens_or_hangs_up_as_configured() {
-    let mut t = T::with(DoorPolicy {
+    let mut t = CoreClock::with_door(DoorPolicy {
         relay: true,
         long_press: LongPress::OpenDoor,
         ..DoorPolicy::default()
@@ -403,7 +252,7 @@ fn the_long_press_opens_or_hangs_up_as_configured() {
         "the audit line in every room: {out:?}"
     );
 
-    let mut t = T::with(DoorPolicy {
+    let mut t = CoreClock::with_door(DoorPolicy {
         relay: true,
         long_press: LongPress::Hangup,
         ..DoorPolicy::default()
@@ -418,7 +267,7 @@ fn the_long_press_opens_or_hangs_up_as_configured() {
     );
     assert_eq!(t.core.activity(), Activity::Idle);
 
-    let mut t = T::with(DoorPolicy::default());
+    let mut t = CoreClock::with_door(DoorPolicy::default());
     t.call_with_alice();
     t.core.handle_input(t.now, Input::LongPress);
     assert!(t.drain().is_empty(), "\"none\" does nothing");
@@ -426,7 +275,7 @@ fn the_long_press_opens_or_hangs_up_as_configured() {
 
 #[test]
 fn activity_follows_the_call() {
-    let mut t = T::new(true, false);
+    let mut t = CoreClock::door(true, false);
     assert_eq!(t.core.activity(), Activity::Idle);
     t.core.handle_input(t.now, Input::ButtonPressed);
     t.drain();
@@ -441,7 +290,7 @@ fn activity_follows_the_call() {
 
 #[test]
 fn the_keypad_code_from_the_allow_listed_peer_opens_with_a_keypad_audit_line() {
-    let mut t = T::keypad("1234#");
+    let mut t = CoreClock::keypad("1234#");
     t.call_with_alice();
     let out = t.keys("100", "1234#");
     let by = format!("{ALICE} (keypad)");
@@ -451,7 +300,7 @@ fn the_keypad_code_from_the_allow_listed_peer_opens_with_a_keypad_audit_line() {
         vec![("!a".to_owned(), format!("Door opened by {by}"))]
     );
     // The door calling out, answered by an allow-listed user: the same.
-    let mut t = T::keypad("#");
+    let mut t = CoreClock::keypad("#");
     let call = t.answered_by(BOB);
     let out = t.keys(&call, "#");
     assert_eq!(opened(&out), vec![format!("{BOB} (keypad)")], "{out:?}");
@@ -461,7 +310,7 @@ fn the_keypad_code_from_the_allow_listed_peer_opens_with_a_keypad_audit_line() {
 fn a_stranger_who_answers_the_door_never_opens_it_with_the_right_code() {
     // Mallory is in the room the door rings and answers its call: the door does not take her
     // answer (she is not on the allow list), so no call is up and her keys reach nothing.
-    let mut t = T::keypad("1234#");
+    let mut t = CoreClock::keypad("1234#");
     let call = t.answer_tried_by(MALLORY);
     assert_eq!(
         t.core.activity(),
@@ -483,7 +332,7 @@ fn a_stranger_who_answers_the_door_never_opens_it_with_the_right_code() {
 
 #[test]
 fn a_wrong_code_is_a_logged_refusal_and_nothing_else() {
-    let mut t = T::keypad("1234#");
+    let mut t = CoreClock::keypad("1234#");
     t.call_with_alice();
     let out = t.keys("100", "1235#");
     assert!(opened(&out).is_empty() && posts(&out).is_empty(), "{out:?}");
@@ -510,7 +359,7 @@ fn a_wrong_code_is_a_logged_refusal_and_nothing_else() {
 
 #[test]
 fn a_code_without_a_terminator_is_complete_at_its_length() {
-    let mut t = T::keypad("0*A7");
+    let mut t = CoreClock::keypad("0*A7");
     t.call_with_alice();
     let out = t.keys("100", "0*A");
     assert!(out.is_empty(), "incomplete: {out:?}");
@@ -520,13 +369,13 @@ fn a_code_without_a_terminator_is_complete_at_its_length() {
 #[test]
 fn keys_further_apart_than_the_gap_start_over() {
     // `keys` presses one every 200 ms: here "3" comes exactly KEYPAD_GAP after "2".
-    let mut t = T::keypad("1234#");
+    let mut t = CoreClock::keypad("1234#");
     t.call_with_alice();
     assert!(t.keys("100", "12").is_empty());
     t.now += KEYPAD_GAP - Duration::from_millis(200);
     assert_eq!(opened(&t.keys("100", "34#")).len(), 1, "one entry");
     // Here a little later: "34#" is an entry of its own, and wrong.
-    let mut t = T::keypad("1234#");
+    let mut t = CoreClock::keypad("1234#");
     t.call_with_alice();
     assert!(t.keys("100", "12").is_empty());
     t.now += KEYPAD_GAP;
@@ -539,12 +388,12 @@ fn keys_further_apart_than_the_gap_start_over() {
 #[test]
 fn the_keypad_only_works_in_a_call_that_is_up_and_when_configured() {
     // No code: keys do nothing, even the would-be code.
-    let mut t = T::keypad("");
+    let mut t = CoreClock::keypad("");
     t.call_with_alice();
     assert!(t.keys("100", "#").is_empty());
     assert!(t.keys("100", "1234#").is_empty());
     // Keys for another call, or when no call is up, do nothing.
-    let mut t = T::keypad("#");
+    let mut t = CoreClock::keypad("#");
     assert!(t.keys("100", "#").is_empty());
     t.call_with_alice();
     assert!(t.keys("999", "#").is_empty());
@@ -552,7 +401,7 @@ fn the_keypad_only_works_in_a_call_that_is_up_and_when_configured() {
     assert!(t.keys("100", "x").is_empty());
     assert_eq!(opened(&t.keys("100", "#")).len(), 1);
     // Without a relay: logged, nothing opens and nothing is posted.
-    let mut t = T::with(DoorPolicy {
+    let mut t = CoreClock::with_door(DoorPolicy {
         relay: false,
         dtmf_code: "#".into(),
         ..DoorPolicy::default()
@@ -565,7 +414,7 @@ fn the_keypad_only_works_in_a_call_that_is_up_and_when_configured() {
 
 #[test]
 fn keypad_openings_merge_into_a_pulse_like_any_other() {
-    let mut t = T::keypad("#");
+    let mut t = CoreClock::keypad("#");
     t.call_with_alice();
     assert_eq!(opened(&t.keys("100", "#")).len(), 1);
     let out = t.keys("100", "#");
@@ -609,7 +458,7 @@ fn random_keys_open_only_for_an_allow_listed_peer() {
     for _ in 0..2000 {
         let code = ["#", "1#", "12", "0*A7"][next(4) as usize];
         let who = [ALICE, BOB, MALLORY][next(3) as usize];
-        let mut t = T::keypad(code);
+        let mut t = CoreClock::keypad(code);
         // Mallory's answer is not taken: her keys then reach no call at all.
         let call = t.answer_tried_by(who);
         for _ in 0..30 {

@@ -3,54 +3,23 @@
 
 use std::time::{Duration, Instant};
 
-use intercom::panel::{Activity, LedPattern, Panel, PanelConfig, PanelOutput};
+use intercom::panel::{Activity, LedPattern, PanelConfig, PanelOutput};
+
+#[path = "harness/virtual_time.rs"]
+mod virtual_time;
+
+use virtual_time::PanelClock;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
-/// A panel and a virtual clock.
-struct T {
-    panel: Panel,
-    now: Instant,
-}
-
-impl T {
-    fn new(long_press: Option<Duration>) -> T {
-        let now = Instant::now();
-        let config = PanelConfig {
-            debounce: MS(50),
-            long_press,
-        };
-        let mut t = T {
-            panel: Panel::new(config, now),
-            now,
-        };
-        assert_eq!(t.drain(), vec![PanelOutput::Led(true)], "idle: lit");
-        t
-    }
-
-    /// Moves the clock on by `d`, firing every deadline on the way, as the driver loop does.
-    fn advance(&mut self, d: Duration) -> Vec<PanelOutput> {
-        let end = self.now + d;
-        let mut out = Vec::new();
-        while let Some(at) = self.panel.poll_timeout().filter(|at| *at <= end) {
-            self.now = self.now.max(at);
-            self.panel.handle_timeout(self.now);
-            out.extend(self.drain());
-        }
-        self.now = end;
-        self.panel.handle_timeout(end);
-        out.extend(self.drain());
-        out
-    }
-
-    fn edge(&mut self, down: bool) -> Vec<PanelOutput> {
-        self.panel.button_edge(self.now, down);
-        self.drain()
-    }
-
-    fn drain(&mut self) -> Vec<PanelOutput> {
-        std::iter::from_fn(|| self.panel.poll_output()).collect()
-    }
+/// A panel (debounce 50 ms) and a virtual clock; the LED is lit.
+fn panel(long_press: Option<Duration>) -> PanelClock {
+    let mut t = PanelClock::new(PanelConfig {
+        debounce: MS(50),
+        long_press,
+    });
+    assert_eq!(t.drain(), vec![PanelOutput::Led(true)], "idle: lit");
+    t
 }
 
 fn presses(out: &[PanelOutput]) -> usize {
@@ -59,7 +28,7 @@ fn presses(out: &[PanelOutput]) -> usize {
 
 #[test]
 fn a_clean_press_counts_once_the_level_has_held_for_the_debounce_time() {
-    let mut t = T::new(None);
+    let mut t = panel(None);
     assert!(t.edge(true).is_empty(), "not before the debounce time");
     assert!(t.advance(MS(49)).is_empty());
     assert_eq!(t.advance(MS(1)), vec![PanelOutput::Pressed]);
@@ -70,7 +39,7 @@ fn a_clean_press_counts_once_the_level_has_held_for_the_debounce_time() {
 
 #[test]
 fn bounces_shorter_than_the_debounce_time_are_one_press() {
-    let mut t = T::new(None);
+    let mut t = panel(None);
     let mut out = Vec::new();
     // Contact bounce: ten flips 5 ms apart, then held down.
     for i in 0..10 {
@@ -91,7 +60,7 @@ fn bounces_shorter_than_the_debounce_time_are_one_press() {
 
 #[test]
 fn a_glitch_that_returns_before_the_debounce_time_is_nothing() {
-    let mut t = T::new(None);
+    let mut t = panel(None);
     t.edge(true);
     t.advance(MS(30));
     t.edge(false);
@@ -100,7 +69,7 @@ fn a_glitch_that_returns_before_the_debounce_time_is_nothing() {
 
 #[test]
 fn with_a_long_press_action_a_short_press_counts_on_release() {
-    let mut t = T::new(Some(MS(3000)));
+    let mut t = panel(Some(MS(3000)));
     t.edge(true);
     assert!(t.advance(MS(800)).is_empty(), "nothing while held");
     t.edge(false);
@@ -110,7 +79,7 @@ fn with_a_long_press_action_a_short_press_counts_on_release() {
 
 #[test]
 fn a_long_press_fires_while_held_and_never_also_rings() {
-    let mut t = T::new(Some(MS(3000)));
+    let mut t = panel(Some(MS(3000)));
     t.edge(true);
     // Debounce (50 ms) then the long-press time from when the press counted.
     assert!(t.advance(MS(3049)).is_empty());
@@ -124,7 +93,7 @@ fn a_long_press_fires_while_held_and_never_also_rings() {
 }
 
 /// The LED's levels from `from` to `from + span`, as (offset from `from`, level) changes.
-fn led_changes(t: &mut T, span: Duration) -> Vec<(u64, bool)> {
+fn led_changes(t: &mut PanelClock, span: Duration) -> Vec<(u64, bool)> {
     let from = t.now;
     let end = t.now + span;
     let mut changes = Vec::new();
@@ -143,7 +112,7 @@ fn led_changes(t: &mut T, span: Duration) -> Vec<(u64, bool)> {
 
 #[test]
 fn ringing_blinks_half_a_second_on_half_off_and_a_call_is_steady() {
-    let mut t = T::new(None);
+    let mut t = panel(None);
     t.panel.set_activity(t.now, Activity::Ringing);
     assert_eq!(t.panel.pattern(), LedPattern::Ringing);
     assert!(
@@ -163,7 +132,7 @@ fn ringing_blinks_half_a_second_on_half_off_and_a_call_is_steady() {
 
 #[test]
 fn offline_double_blinks_and_a_call_shows_over_it() {
-    let mut t = T::new(None);
+    let mut t = panel(None);
     t.panel.set_online(t.now, false);
     assert_eq!(t.panel.pattern(), LedPattern::Offline);
     assert_eq!(
@@ -184,9 +153,9 @@ fn offline_double_blinks_and_a_call_shows_over_it() {
 
 #[test]
 fn the_relay_closes_until_the_core_s_instant_and_a_second_open_does_not_close_it_twice() {
-    // The core owns the pulse (its length, merging opens: tests/door_open.rs); the panel closes
-    // the relay until the instant it is given.
-    let mut t = T::new(None);
+    // The core owns the pulse (its length, merging opens: tests/virtual_door_open.rs); the panel
+    // closes the relay until the instant it is given.
+    let mut t = panel(None);
     t.panel.open_door(t.now, t.now + MS(2000));
     let out = t.drain();
     assert_eq!(out[0], PanelOutput::Relay(true), "{out:?}");
@@ -223,7 +192,7 @@ fn the_relay_closes_and_opens_once_per_pulse_whatever_the_interleaving() {
         seed
     };
     for _ in 0..2000 {
-        let mut t = T::new(None);
+        let mut t = panel(None);
         let mut closed_at: Option<Instant> = None;
         for _ in 0..30 {
             let step = MS(next() % 1500);

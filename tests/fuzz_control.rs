@@ -8,7 +8,7 @@
 //! forge a second answer line).
 //!
 //! `INTERCOM_FUZZ_CASES` sets the number of cases (default 100 000, about a second; 1 000 000
-//! for a long run by hand: `INTERCOM_FUZZ_CASES=1000000 cargo test --test control_fuzz --
+//! for a long run by hand: `INTERCOM_FUZZ_CASES=1000000 cargo test --test fuzz_control --
 //! --nocapture`); `INTERCOM_FUZZ_SEED` the first seed, to replay a failure.
 
 use std::pin::Pin;

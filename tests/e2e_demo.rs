@@ -22,7 +22,7 @@ fn wall_ms() -> f64 {
 #[test]
 #[ignore = "the demo; run it with tests/demo"]
 fn demo() {
-    if isolated("demo") {
+    if isolated!() {
         return;
     }
     let out = std::path::PathBuf::from(

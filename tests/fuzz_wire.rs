@@ -6,7 +6,7 @@
 //! without a panic either.
 //!
 //! `INTERCOM_FUZZ_CASES` sets the number of cases (default 100 000, about 14 s in a debug build;
-//! 1 000 000 for a long run by hand: `INTERCOM_FUZZ_CASES=1000000 cargo test --test wire_fuzz`,
+//! 1 000 000 for a long run by hand: `INTERCOM_FUZZ_CASES=1000000 cargo test --test fuzz_wire`,
 //! which took 141 s and accepted 332 617 of them, with no panic);
 //! `INTERCOM_FUZZ_SEED` the first seed, to replay a failure.
 

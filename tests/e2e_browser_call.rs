@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use harness::browser::Browser;
 use harness::coturn::Coturn;
-use harness::netns::isolated;
+use harness::netns::{isolated, isolated_as, test_name};
 use harness::synapse::Synapse;
 use serde_json::{json, Value};
 
@@ -81,7 +81,7 @@ fn two_browsers_call(encrypted: bool) {
 
 #[test]
 fn two_browsers_call_in_a_plain_room() {
-    if isolated("two_browsers_call_in_a_plain_room") {
+    if isolated!() {
         return;
     }
     two_browsers_call(false);
@@ -89,7 +89,7 @@ fn two_browsers_call_in_a_plain_room() {
 
 #[test]
 fn two_browsers_call_in_an_encrypted_room() {
-    if isolated("two_browsers_call_in_an_encrypted_room") {
+    if isolated!() {
         return;
     }
     two_browsers_call(true);
@@ -103,7 +103,7 @@ fn a_namespace_rerun_that_runs_no_test_fails() {
     if std::env::var_os("INTERCOM_TEST_NETNS").is_some() {
         return;
     }
-    let outcome = std::panic::catch_unwind(|| isolated("no_test_has_this_name"));
+    let outcome = std::panic::catch_unwind(|| isolated_as("no_test_has_this_name"));
     let message = match outcome {
         Ok(_) => panic!("the re-run of a name that matches no test passed"),
         Err(e) => e
@@ -116,4 +116,18 @@ fn a_namespace_rerun_that_runs_no_test_fails() {
         message.contains("must run exactly one test, `no_test_has_this_name`"),
         "{message}"
     );
+}
+
+/// `isolated!()` re-runs the test by the name `test_name!()` derives, so that no name is typed
+/// by hand: it must be exactly what `cargo test -- --exact` matches, in a module too.
+#[test]
+fn the_name_a_network_test_reruns_by_is_its_own() {
+    assert_eq!(test_name!(), "the_name_a_network_test_reruns_by_is_its_own");
+    assert_eq!(in_a_module::name(), "in_a_module::name");
+}
+
+mod in_a_module {
+    pub fn name() -> &'static str {
+        super::test_name!()
+    }
 }

@@ -9,24 +9,11 @@ mod harness;
 use std::time::Duration;
 
 use harness::client::Client;
-use harness::door::{Door, DoorHome, DoorSettings};
+use harness::door::DoorSettings;
 use harness::netns::isolated;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Starts the door and waits for READY=1 and for it to be in `room`.
-fn start_door(home: &DoorHome, alice: &Client, room: &str) -> Door {
-    let mut door = home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
-    harness::poll("the door to join its room", WAIT, || {
-        alice
-            .joined_members(room)
-            .contains(&home.user.user_id)
-            .then_some(())
-    });
-    door
-}
 
 fn text(body: &str) -> Value {
     json!({"msgtype": "m.text", "body": body})
@@ -34,7 +21,7 @@ fn text(body: &str) -> Value {
 
 #[test]
 fn open_command_pulses_the_relay_for_allow_listed_users_only() {
-    if isolated("open_command_pulses_the_relay_for_allow_listed_users_only") {
+    if isolated!() {
         return;
     }
     let (synapse, alice, home, room) = harness::world::with_client(DoorSettings {
@@ -51,10 +38,10 @@ fn open_command_pulses_the_relay_for_allow_listed_users_only() {
 
     // A first run gives the store its sync token; the command sent while the door is down is
     // history when it comes back, and must never open the door.
-    let door = start_door(&home, &alice, &room);
+    let door = home.start_joined(&[(&alice, &room)]);
     assert!(door.stop());
     alice.send(&room, "m.room.message", &text("!open"));
-    let mut door = start_door(&home, &alice, &room);
+    let mut door = home.start_joined(&[(&alice, &room)]);
 
     mallory.send(&room, "m.room.message", &text("!open"));
     door.wait_log(
@@ -93,7 +80,7 @@ fn open_command_pulses_the_relay_for_allow_listed_users_only() {
 
 #[test]
 fn open_command_works_in_an_encrypted_room() {
-    if isolated("open_command_works_in_an_encrypted_room") {
+    if isolated!() {
         return;
     }
     // Alice is a browser with E2EE (js-sdk): her `!open` reaches the door encrypted, and the
@@ -111,10 +98,7 @@ fn open_command_works_in_an_encrypted_room() {
         },
     );
     let me = w.home.user.user_id.clone();
-    let mut door = w.home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
-    w.alice.call(json!({"cmd": "wait_member", "room_id": w.room,
-                        "user_id": me, "timeout_ms": 30000}));
+    let mut door = w.start_door();
     w.alice
         .call(json!({"cmd": "send_text", "room_id": w.room, "body": "!open"}));
     door.wait_log(&format!("door opened by {}", w.alice_user.user_id), WAIT);
@@ -147,7 +131,7 @@ fn images(client: &Client, room: &str, door: &str) -> Vec<Value> {
 
 #[test]
 fn a_press_posts_a_snapshot_mentioning_the_allow_listed_members() {
-    if isolated("a_press_posts_a_snapshot_mentioning_the_allow_listed_members") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = harness::world::with_client(DoorSettings {
@@ -155,7 +139,7 @@ fn a_press_posts_a_snapshot_mentioning_the_allow_listed_members() {
         ..DoorSettings::default()
     });
     let me = home.user.user_id.clone();
-    let mut door = start_door(&home, &alice, &room);
+    let mut door = home.start_joined(&[(&alice, &room)]);
     door.ring();
     let image = harness::poll("the door's snapshot", WAIT, || {
         images(&alice, &room, &me).into_iter().next()
@@ -198,7 +182,7 @@ fn a_press_posts_a_snapshot_mentioning_the_allow_listed_members() {
 
 #[test]
 fn no_snapshot_when_it_is_off() {
-    if isolated("no_snapshot_when_it_is_off") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = harness::world::with_client(DoorSettings {
@@ -207,7 +191,7 @@ fn no_snapshot_when_it_is_off() {
         ..DoorSettings::default()
     });
     let me = home.user.user_id.clone();
-    let mut door = start_door(&home, &alice, &room);
+    let mut door = home.start_joined(&[(&alice, &room)]);
     door.ring();
     harness::poll("the door's invite", WAIT, || {
         alice

@@ -49,22 +49,6 @@ fn events_for(
         .collect()
 }
 
-/// Starts the door and waits for READY=1 and for it to be joined to every room (it accepts the
-/// invites of users on its allow list).
-fn start_door(home: &DoorHome, rooms: &[(&Client, &str)]) -> Door {
-    let mut door = home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
-    for (client, room) in rooms {
-        harness::poll("the door to join its room", WAIT, || {
-            client
-                .joined_members(room)
-                .contains(&home.user.user_id)
-                .then_some(())
-        });
-    }
-    door
-}
-
 /// Synapse, the door's home and alice (on the allow list) in a plain room with the door.
 fn one_room(incoming: &'static str) -> (Synapse, Client, DoorHome, String) {
     harness::world::with_client(DoorSettings {
@@ -89,7 +73,7 @@ fn notes_count(door: &Door, prefix: &str) -> usize {
 
 #[test]
 fn parallel_rooms_first_answer_wins() {
-    if isolated("parallel_rooms_first_answer_wins") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
@@ -106,7 +90,7 @@ fn parallel_rooms_first_answer_wins() {
     };
     let home = DoorHome::new(&synapse, door_user, &settings);
     let me = home.user.user_id.clone();
-    let mut door = start_door(&home, &[(&alice, &room1), (&bob, &room2)]);
+    let mut door = home.start_joined(&[(&alice, &room1), (&bob, &room2)]);
 
     door.ring();
     door.wait_notify("calling", WAIT, |l| l == "STATUS=Calling 2 room(s)");
@@ -177,13 +161,13 @@ fn parallel_rooms_first_answer_wins() {
 
 #[test]
 fn glare_the_lesser_call_id_survives() {
-    if isolated("glare_the_lesser_call_id_survives") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
     let (_synapse, alice, home, room) = one_room("auto-answer");
     let me = home.user.user_id.clone();
-    let mut door = start_door(&home, &[(&alice, &room)]);
+    let mut door = home.start_joined(&[(&alice, &room)]);
     let door_invite = |e: &Value, not: &[String]| {
         e["type"] == "m.call.invite" && e["sender"] == me.as_str() && !not.contains(&call_id(e))
     };
@@ -243,13 +227,13 @@ fn glare_the_lesser_call_id_survives() {
 
 #[test]
 fn stale_invite_never_rings() {
-    if isolated("stale_invite_never_rings") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
     let (_synapse, alice, home, room) = one_room("ring");
     let me = home.user.user_id.clone();
-    let mut door = start_door(&home, &[(&alice, &room)]);
+    let mut door = home.start_joined(&[(&alice, &room)]);
     door.clear_notes();
 
     // 2 s of lifetime: less than the 3 s the door needs left to ring.
@@ -280,22 +264,21 @@ fn stale_invite_never_rings() {
 
 #[test]
 fn invite_and_hangup_in_one_sync_batch_never_ring() {
-    if isolated("invite_and_hangup_in_one_sync_batch_never_ring") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
     let (_synapse, alice, home, room) = one_room("ring");
     let me = home.user.user_id.clone();
     // A first run: the store gets its sync token (the very first sync is history).
-    let door = start_door(&home, &[(&alice, &room)]);
+    let door = home.start_joined(&[(&alice, &room)]);
     assert!(door.stop());
 
     // While the door is down, a call is placed and hung up: the door's next sync brings both.
     let settled = js_call_id();
     alice.send(&room, "m.call.invite", &invite(&settled, Some(&me), 60_000));
     alice.send(&room, "m.call.hangup", &hangup(&settled, "PAGEA"));
-    let mut door = home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    let mut door = home.start_ready();
 
     // A fresh call afterwards rings: the settled one did not (it would ring first, or make the
     // door busy).
@@ -345,7 +328,7 @@ fn encrypted_call(alice: &mut Browser, door: &mut Door, room: &str) {
 
 #[test]
 fn restart_keeps_the_device_and_decrypts() {
-    if isolated("restart_keeps_the_device_and_decrypts") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
@@ -385,8 +368,7 @@ fn restart_keeps_the_device_and_decrypts() {
         alice.call(json!({"cmd": "wait_member", "room_id": room, "user_id": me,
                           "timeout_ms": 30000}));
     };
-    let mut door = home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    let mut door = home.start_ready();
     wait_joined(&mut alice);
     let keys_before = harness::poll("the door's device keys", WAIT, keys);
     let devices_before = devices();
@@ -395,8 +377,7 @@ fn restart_keeps_the_device_and_decrypts() {
     encrypted_call(&mut alice, &mut door, &room);
     assert!(door.stop());
 
-    let mut door = home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
+    let mut door = home.start_ready();
     assert_eq!(devices(), devices_before, "a restart made a new device");
     assert_eq!(
         keys(),
@@ -414,13 +395,13 @@ fn restart_keeps_the_device_and_decrypts() {
 
 #[test]
 fn homeserver_outage_while_idle_then_a_press_calls_within_5s() {
-    if isolated("homeserver_outage_while_idle_then_a_press_calls_within_5s") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
     let (mut synapse, alice, home, room) = one_room("auto-answer");
     let me = home.user.user_id.clone();
-    let mut door = start_door(&home, &[(&alice, &room)]);
+    let mut door = home.start_joined(&[(&alice, &room)]);
 
     let down = Instant::now();
     synapse.stop();
@@ -458,7 +439,7 @@ fn homeserver_outage_while_idle_then_a_press_calls_within_5s() {
 
 #[test]
 fn garbage_and_stranger_events_do_not_ring() {
-    if isolated("garbage_and_stranger_events_do_not_ring") {
+    if isolated!() {
         return;
     }
     let t0 = Instant::now();
@@ -467,7 +448,7 @@ fn garbage_and_stranger_events_do_not_ring() {
     let mallory = Client::login(&synapse, &synapse.register("mallory"));
     alice.invite(&room, &mallory.user_id);
     mallory.join(&room);
-    let mut door = start_door(&home, &[(&alice, &room)]);
+    let mut door = home.start_joined(&[(&alice, &room)]);
     door.clear_notes();
 
     let burst = harness::garbage::burst(&alice, &mallory, &me);
@@ -541,12 +522,12 @@ fn garbage_and_stranger_events_do_not_ring() {
 /// logged once, and the door stays usable.
 #[test]
 fn a_flood_of_tcp_candidates_opens_no_connections() {
-    if isolated("a_flood_of_tcp_candidates_opens_no_connections") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = one_room("auto-answer");
     let me = home.user.user_id.clone();
-    let mut door = start_door(&home, &[(&alice, &room)]);
+    let mut door = home.start_joined(&[(&alice, &room)]);
     // Every 127.x.y.z reaches a listener on 0.0.0.0; it never accepts, so a connection to it
     // stays open (or pending) in the door.
     let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
@@ -616,7 +597,7 @@ fn a_flood_of_tcp_candidates_opens_no_connections() {
 /// a watchdog, because the harness's 1 s watchdog would hide the lag.
 #[test]
 fn status_reaches_systemd_as_it_changes() {
-    if isolated("status_reaches_systemd_as_it_changes") {
+    if isolated!() {
         return;
     }
     let (_synapse, alice, home, room) = one_room("ring");
@@ -682,7 +663,7 @@ fn status_reaches_systemd_as_it_changes() {
 /// skipped responses carried is lost, by design (see `Unreadable` in src/matrix/mod.rs).
 #[test]
 fn an_unreadable_sync_response_is_skipped_and_the_door_syncs_on() {
-    if isolated("an_unreadable_sync_response_is_skipped_and_the_door_syncs_on") {
+    if isolated!() {
         return;
     }
     let synapse = Synapse::start(None);
@@ -703,7 +684,7 @@ fn an_unreadable_sync_response_is_skipped_and_the_door_syncs_on() {
             ..DoorSettings::default()
         },
     );
-    let mut door = start_door(&home, &[(&alice, &room), (&alice, &junk)]);
+    let mut door = home.start_joined(&[(&alice, &room), (&alice, &junk)]);
     door.wait_notify("online", WAIT, |l| l == "STATUS=Idle");
 
     proxy.break_syncs_with(&junk);

@@ -263,7 +263,7 @@ async fn assert_all_closed(rtcs: &[&Rtc], baseline: (u64, usize, usize)) {
 
 #[test]
 fn door_calls_peer_and_media_flows() {
-    if isolated("door_calls_peer_and_media_flows") {
+    if isolated!() {
         return;
     }
     runtime().block_on(async {
@@ -344,7 +344,7 @@ fn door_calls_peer_and_media_flows() {
 
 #[test]
 fn audio_only_call() {
-    if isolated("audio_only_call") {
+    if isolated!() {
         return;
     }
     runtime().block_on(async {
@@ -376,7 +376,7 @@ fn audio_only_call() {
 
 #[test]
 fn failures_are_events() {
-    if isolated("failures_are_events") {
+    if isolated!() {
         return;
     }
     runtime().block_on(async {
@@ -498,7 +498,7 @@ fn failures_are_events() {
 
 #[test]
 fn repeated_calls_leak_nothing() {
-    if isolated("repeated_calls_leak_nothing") {
+    if isolated!() {
         return;
     }
     runtime().block_on(async {
@@ -640,7 +640,7 @@ mod raw {
 fn peer_renegotiates_and_restarts_ice() {
     use webrtc::peer_connection::{RTCPeerConnectionState, RTCSdpType, RTCSessionDescription};
 
-    if isolated("peer_renegotiates_and_restarts_ice") {
+    if isolated!() {
         return;
     }
     runtime().block_on(async {
@@ -795,7 +795,7 @@ fn turn_server_gives_relay_candidates() {
     use hmac::{Hmac, Mac};
     use sha1::Sha1;
 
-    if isolated("turn_server_gives_relay_candidates") {
+    if isolated!() {
         return;
     }
     let coturn = harness::coturn::Coturn::start();

@@ -7,7 +7,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::browser::Browser;
-use harness::door::{Door, DoorSettings};
+use harness::door::DoorSettings;
 use harness::netns::isolated;
 use serde_json::{json, Value};
 
@@ -33,19 +33,6 @@ fn world_with(
         ..DoorSettings::default()
     };
     harness::world::with_browser(encrypted, turn, relay_only, settings)
-}
-
-impl World {
-    /// Starts the door and waits until it has joined the room (it accepts the invite of an
-    /// allow-listed user) and alice sees it there.
-    fn start_door(&mut self) -> Door {
-        let mut door = self.home.start();
-        door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
-        self.alice
-            .call(json!({"cmd": "wait_member", "room_id": self.room,
-                               "user_id": self.home.user.user_id, "timeout_ms": 30000}));
-        door
-    }
 }
 
 fn stats_flowing(s: &Value) -> bool {
@@ -123,7 +110,7 @@ fn door_calls_browser(encrypted: bool) {
 
 #[test]
 fn door_calls_browser_in_a_plain_room() {
-    if isolated("door_calls_browser_in_a_plain_room") {
+    if isolated!() {
         return;
     }
     door_calls_browser(false);
@@ -131,7 +118,7 @@ fn door_calls_browser_in_a_plain_room() {
 
 #[test]
 fn door_calls_browser_in_an_encrypted_room() {
-    if isolated("door_calls_browser_in_an_encrypted_room") {
+    if isolated!() {
         return;
     }
     door_calls_browser(true);
@@ -166,7 +153,7 @@ fn browser_calls_door(encrypted: bool) {
 
 #[test]
 fn browser_calls_door_which_answers_and_hangs_up_after_the_maximum_length() {
-    if isolated("browser_calls_door_which_answers_and_hangs_up_after_the_maximum_length") {
+    if isolated!() {
         return;
     }
     browser_calls_door(false);
@@ -174,7 +161,7 @@ fn browser_calls_door_which_answers_and_hangs_up_after_the_maximum_length() {
 
 #[test]
 fn browser_calls_door_in_an_encrypted_room() {
-    if isolated("browser_calls_door_in_an_encrypted_room") {
+    if isolated!() {
         return;
     }
     browser_calls_door(true);
@@ -182,7 +169,7 @@ fn browser_calls_door_in_an_encrypted_room() {
 
 #[test]
 fn ring_mode_answers_after_a_press() {
-    if isolated("ring_mode_answers_after_a_press") {
+    if isolated!() {
         return;
     }
     let mut w = world(false, "ring", "5m");
@@ -210,7 +197,7 @@ fn ring_mode_answers_after_a_press() {
 
 #[test]
 fn a_stranger_is_rejected_and_gets_no_media() {
-    if isolated("a_stranger_is_rejected_and_gets_no_media") {
+    if isolated!() {
         return;
     }
     let mut w = world(false, "auto-answer", "5m");
@@ -264,7 +251,7 @@ fn mallory_in_the_room(w: &mut World) -> Browser {
 
 #[test]
 fn a_stranger_in_the_rung_room_cannot_answer_and_an_allowed_resident_still_does() {
-    if isolated("a_stranger_in_the_rung_room_cannot_answer_and_an_allowed_resident_still_does") {
+    if isolated!() {
         return;
     }
     let mut w = world(false, "ring", "5m");
@@ -319,7 +306,7 @@ fn a_stranger_in_the_rung_room_cannot_answer_and_an_allowed_resident_still_does(
 
 #[test]
 fn a_strangers_call_into_a_room_of_two_is_rejected() {
-    if isolated("a_strangers_call_into_a_room_of_two_is_rejected") {
+    if isolated!() {
         return;
     }
     let mut w = world(false, "auto-answer", "5m");
@@ -354,7 +341,7 @@ fn a_strangers_call_into_a_room_of_two_is_rejected() {
 
 #[test]
 fn turn_only_call_connects_over_relay() {
-    if isolated("turn_only_call_connects_over_relay") {
+    if isolated!() {
         return;
     }
     let coturn = harness::coturn::Coturn::start();
@@ -387,7 +374,7 @@ fn turn_only_call_connects_over_relay() {
 
 #[test]
 fn a_voice_call_upgraded_to_video_gets_the_door_video() {
-    if isolated("a_voice_call_upgraded_to_video_gets_the_door_video") {
+    if isolated!() {
         return;
     }
     let mut w = world(false, "auto-answer", "5m");
@@ -423,7 +410,7 @@ fn a_voice_call_upgraded_to_video_gets_the_door_video() {
 
 #[test]
 fn a_lost_peer_ends_the_call_with_ice_failed_and_the_next_call_works() {
-    if isolated("a_lost_peer_ends_the_call_with_ice_failed_and_the_next_call_works") {
+    if isolated!() {
         return;
     }
     let mut w = world(false, "auto-answer", "5m");
@@ -467,7 +454,7 @@ fn a_lost_peer_ends_the_call_with_ice_failed_and_the_next_call_works() {
 /// WARN which device failed.
 #[test]
 fn a_missing_microphone_still_rings_and_sends_video() {
-    if isolated("a_missing_microphone_still_rings_and_sends_video") {
+    if isolated!() {
         return;
     }
     let settings = DoorSettings {

@@ -41,7 +41,7 @@ fn alice_calls(alice: &mut Browser, door: &mut Door, room: &str) {
 
 #[test]
 fn a_normal_start_and_normal_calls_log_no_error_and_no_warning() {
-    if isolated("a_normal_start_and_normal_calls_log_no_error_and_no_warning") {
+    if isolated!() {
         return;
     }
     let started = rfc3339_utc(SystemTime::now());
@@ -142,7 +142,7 @@ fn text(body: &str) -> Value {
 
 #[test]
 fn a_flood_of_malformed_call_events_is_bounded_and_the_opening_is_logged() {
-    if isolated("a_flood_of_malformed_call_events_is_bounded_and_the_opening_is_logged") {
+    if isolated!() {
         return;
     }
     let (synapse, alice, home, room) = harness::world::with_client(DoorSettings {

@@ -2,45 +2,27 @@
 //! device that stops working and a control request, from input to output, without I/O. Each
 //! test drives `Station` with instants it makes up.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use intercom::call::{
-    CallEventBody, CallId, DoorPolicy, Identity, Incoming, LongPress, PartyId, Policy,
-    PressDuringCall, ReceivedMessage, RoomId, RtcCommand, RtcEvent, SdpKind, SessionDescription,
-    StreamPurpose, UserId,
+    CallEventBody, CallId, DoorPolicy, Incoming, LongPress, ReceivedMessage, RoomId, RtcCommand,
+    RtcEvent, SdpKind, SessionDescription, StreamPurpose, UserId,
 };
 use intercom::panel::PanelConfig;
-use intercom::station::{
-    DeviceReport, Input, Level, Output, Part, Request, Station, StationConfig, Tone,
-};
+use intercom::station::{DeviceReport, Input, Level, Output, Part, Request, StationConfig, Tone};
+
+#[path = "harness/virtual_time.rs"]
+mod virtual_time;
+use virtual_time::{identity, policy, StationClock, ALICE, BOB, MALLORY};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
-const ALICE: &str = "@alice:hs";
-const MALLORY: &str = "@mallory:hs";
 /// The wall clock at the station's start, in milliseconds since the epoch.
 const STARTED_MS: u64 = 1_800_000_000_000;
 
-/// A station and a virtual clock.
-struct T {
-    station: Station,
-    now: Instant,
-}
-
 fn config() -> StationConfig {
     StationConfig {
-        identity: Identity {
-            user: UserId("@door:hs".into()),
-            party: PartyId("DOOR".into()),
-        },
-        policy: Policy {
-            rooms: vec![RoomId("!a".into()), RoomId("!b".into())],
-            allow: vec![UserId(ALICE.into())],
-            incoming: Incoming::Ring,
-            ring_timeout: Duration::from_secs(30),
-            max_length: Duration::from_secs(600),
-            video: true,
-            press_during_call: PressDuringCall::Ignore,
-        },
+        identity: identity(),
+        policy: policy(Incoming::Ring),
         door: DoorPolicy {
             relay: true,
             pulse: Duration::from_secs(2),
@@ -60,61 +42,34 @@ fn config() -> StationConfig {
     }
 }
 
-impl T {
-    fn new(config: StationConfig) -> T {
-        let now = Instant::now();
-        let mut t = T {
-            station: Station::new(config, now),
-            now,
-        };
-        let out = t.drain();
-        assert!(out.contains(&Output::Led(true)), "idle: lit: {out:?}");
-        t
-    }
+/// A station with `config`, idle (its LED lit).
+fn station(config: StationConfig) -> StationClock {
+    let mut t = StationClock::new(config);
+    let out = t.drain();
+    assert!(out.contains(&Output::Led(true)), "idle: lit: {out:?}");
+    t
+}
 
-    fn drain(&mut self) -> Vec<Output> {
-        std::iter::from_fn(|| self.station.poll_output()).collect()
-    }
-
-    fn input(&mut self, input: Input) -> Vec<Output> {
-        self.station.handle_input(self.now, input);
-        self.drain()
-    }
-
-    /// Moves the clock on by `d`, firing every deadline on the way, as the driver does.
-    fn advance(&mut self, d: Duration) -> Vec<Output> {
-        let end = self.now + d;
-        let mut out = Vec::new();
-        while let Some(at) = self.station.poll_timeout().filter(|at| *at <= end) {
-            self.now = self.now.max(at);
-            self.station.handle_timeout(self.now);
-            out.extend(self.drain());
-        }
-        self.now = end;
-        out
-    }
-
-    /// A message from `sender` in `!a`, `age` old (as the homeserver says), or without an age
-    /// and stamped `ts`.
-    fn message(
-        &mut self,
-        sender: &str,
-        body: &str,
-        age: Option<Duration>,
-        ts: Option<u64>,
-    ) -> Vec<Output> {
-        self.input(Input::Message {
-            message: ReceivedMessage {
-                room: RoomId("!a".into()),
-                sender: UserId(sender.into()),
-                age,
-                body: body.into(),
-                encrypted: false,
-                room_encrypted: false,
-            },
-            origin_server_ts: ts,
-        })
-    }
+/// A message from `sender` in `!a`, `age` old (as the homeserver says), or without an age and
+/// stamped `ts`.
+fn message(
+    t: &mut StationClock,
+    sender: &str,
+    body: &str,
+    age: Option<Duration>,
+    ts: Option<u64>,
+) -> Vec<Output> {
+    t.input(Input::Message {
+        message: ReceivedMessage {
+            room: RoomId("!a".into()),
+            sender: UserId(sender.into()),
+            age,
+            body: body.into(),
+            encrypted: false,
+            room_encrypted: false,
+        },
+        origin_server_ts: ts,
+    })
 }
 
 fn logs(out: &[Output]) -> Vec<String> {
@@ -146,7 +101,7 @@ fn local_offer() -> RtcEvent {
 
 #[test]
 fn a_press_is_debounced_rings_every_room_and_a_snapshot_follows_each_invite() {
-    let mut t = T::new(config());
+    let mut t = station(config());
     let out = t.input(Input::ButtonEdge { pressed: true });
     assert!(offer(&out).is_none(), "not before the debounce: {out:?}");
     let out = t.advance(MS(50));
@@ -170,7 +125,7 @@ fn a_press_is_debounced_rings_every_room_and_a_snapshot_follows_each_invite() {
                 Some(("invite", room.0.as_str()))
             }
             Output::PostSnapshot { room, mention } => {
-                assert_eq!(mention, &vec![UserId(ALICE.into())]);
+                assert_eq!(mention, &vec![UserId(ALICE.into()), UserId(BOB.into())]);
                 Some(("snapshot", room.0.as_str()))
             }
             _ => None,
@@ -192,7 +147,7 @@ fn a_press_is_debounced_rings_every_room_and_a_snapshot_follows_each_invite() {
 
 #[test]
 fn without_snapshots_the_invites_go_out_alone() {
-    let mut t = T::new(StationConfig {
+    let mut t = station(StationConfig {
         snapshots: false,
         ..config()
     });
@@ -213,7 +168,7 @@ fn without_snapshots_the_invites_go_out_alone() {
 
 #[test]
 fn only_an_allow_listed_user_s_invitation_is_joined_and_only_when_that_is_on() {
-    let mut t = T::new(config());
+    let mut t = station(config());
     let joins = |out: &[Output]| {
         out.iter()
             .filter(|o| matches!(o, Output::JoinRoom { .. }))
@@ -244,7 +199,7 @@ fn only_an_allow_listed_user_s_invitation_is_joined_and_only_when_that_is_on() {
     });
     assert_eq!(joins(&out), 0, "an invite that names nobody");
 
-    let mut t = T::new(StationConfig {
+    let mut t = station(StationConfig {
         accept_invites: false,
         ..config()
     });
@@ -258,40 +213,40 @@ fn only_an_allow_listed_user_s_invitation_is_joined_and_only_when_that_is_on() {
 
 #[test]
 fn messages_from_before_the_start_are_history_and_never_acted_on() {
-    let mut t = T::new(config());
+    let mut t = station(config());
     t.advance(Duration::from_secs(10));
     let opened = |out: &[Output]| out.contains(&Output::Relay(true));
     // Sent 11 s ago, while the daemon has run for 10 s: history, not even refused.
-    let out = t.message(ALICE, "!open", Some(Duration::from_secs(11)), None);
+    let out = message(&mut t, ALICE, "!open", Some(Duration::from_secs(11)), None);
     assert!(!opened(&out), "{out:?}");
     assert!(
         !out.iter().any(|o| matches!(o, Output::Post { .. })),
         "{out:?}"
     );
     // No age: the timestamp decides.
-    let out = t.message(ALICE, "!open", None, Some(STARTED_MS - 1));
+    let out = message(&mut t, ALICE, "!open", None, Some(STARTED_MS - 1));
     assert!(!opened(&out) && !out.iter().any(|o| matches!(o, Output::Post { .. })));
     // After the start but without an age: the core refuses it, and tells alice why.
-    let out = t.message(ALICE, "!open", None, Some(STARTED_MS + 1));
+    let out = message(&mut t, ALICE, "!open", None, Some(STARTED_MS + 1));
     assert!(!opened(&out));
     assert!(out
         .iter()
         .any(|o| matches!(o, Output::Post { text, .. } if text.starts_with("Door not opened"))));
     // Live: the door opens.
-    let out = t.message(ALICE, "!open", Some(MS(200)), None);
+    let out = message(&mut t, ALICE, "!open", Some(MS(200)), None);
     assert!(opened(&out), "{out:?}");
 }
 
 #[test]
 fn the_relay_pulse_has_one_owner_and_an_open_during_it_is_merged() {
-    let mut t = T::new(config());
+    let mut t = station(config());
     t.advance(Duration::from_secs(1));
-    let out = t.message(ALICE, "!open", Some(MS(100)), None);
+    let out = message(&mut t, ALICE, "!open", Some(MS(100)), None);
     assert!(out.contains(&Output::Relay(true)), "{out:?}");
     assert!(out.iter().any(|o| matches!(o,
         Output::Log(l) if l.level == Level::Audit && l.text == format!("door opened by {ALICE}"))));
     t.now += MS(1000);
-    let out = t.message(ALICE, "!open", Some(MS(100)), None);
+    let out = message(&mut t, ALICE, "!open", Some(MS(100)), None);
     assert!(!out.contains(&Output::Relay(true)), "merged: {out:?}");
     assert!(logs(&out).iter().any(|l| l.contains("merged")), "{out:?}");
     // The pulse is the configured 2 s from the first open, not lengthened by the second.
@@ -303,7 +258,7 @@ fn the_relay_pulse_has_one_owner_and_an_open_during_it_is_merged() {
 
 #[test]
 fn a_device_that_stops_working_shows_in_the_status_until_it_works_again() {
-    let mut t = T::new(config());
+    let mut t = station(config());
     let out = t.input(Input::Device(DeviceReport {
         part: Part::Camera,
         name: "/dev/video0".into(),
@@ -325,7 +280,7 @@ fn a_device_that_stops_working_shows_in_the_status_until_it_works_again() {
 
 #[test]
 fn the_control_socket_is_answered_and_its_ring_is_a_press() {
-    let mut t = T::new(config());
+    let mut t = station(config());
     t.input(Input::Reachability(Some("connection refused".into())));
     let out = t.input(Input::Control {
         id: 7,
@@ -361,7 +316,7 @@ fn the_control_socket_is_answered_and_its_ring_is_a_press() {
 
 #[test]
 fn an_unreachable_homeserver_shows_on_the_led_and_in_the_status() {
-    let mut t = T::new(config());
+    let mut t = station(config());
     let out = t.input(Input::Reachability(Some("timed out".into())));
     assert!(
         out.contains(&Output::Status(

@@ -3,7 +3,7 @@
 //! REMB) reaches the door's bitrate controller, the encoder follows it, and what the browser
 //! receives stays under `[camera] max_bitrate`.
 //!
-//! Loopback loses nothing, so the loss rules are shown on virtual time (`tests/bitrate.rs`);
+//! Loopback loses nothing, so the loss rules are shown on virtual time (`tests/virtual_bitrate.rs`);
 //! here: the feedback arrives, the rate moves with it, the REMB and the cap bound it.
 
 mod harness;
@@ -19,15 +19,6 @@ const WAIT: Duration = Duration::from_secs(30);
 const WINDOW_MS: f64 = 5_000.0;
 
 type World = harness::world::BrowserWorld;
-
-/// Starts the door and waits until it is ready and alice sees it in the room.
-fn ready_door(w: &mut World) -> Door {
-    let mut door = w.home.start();
-    door.wait_notify("READY=1", WAIT, |l| l == "READY=1");
-    w.alice.call(json!({"cmd": "wait_member", "room_id": w.room,
-                        "user_id": w.home.user.user_id, "timeout_ms": 30000}));
-    door
-}
 
 fn world(camera: (u32, u32), camera_extra: &str) -> World {
     let settings = DoorSettings {
@@ -95,12 +86,12 @@ fn hang_up(w: &mut World, door: &mut Door, call_id: &str) -> String {
 
 #[test]
 fn door_video_follows_the_browsers_feedback_under_the_default_cap() {
-    if isolated("door_video_follows_the_browsers_feedback_under_the_default_cap") {
+    if isolated!() {
         return;
     }
     // 640×480 at 15 fps starts at its own rate (460 kbit/s), under the 2 Mbit/s cap.
     let mut w = world((640, 480), "");
-    let mut door = ready_door(&mut w);
+    let mut door = w.start_door();
     w.alice.call(json!({"cmd": "auto_answer", "enabled": true}));
 
     let call_id = call_until_feedback(&mut w, &mut door);
@@ -135,11 +126,11 @@ fn door_video_follows_the_browsers_feedback_under_the_default_cap() {
 
 #[test]
 fn door_video_stays_under_a_low_cap() {
-    if isolated("door_video_stays_under_a_low_cap") {
+    if isolated!() {
         return;
     }
     let mut w = world((640, 480), "max_bitrate = \"200kbit\"");
-    let mut door = ready_door(&mut w);
+    let mut door = w.start_door();
     w.alice.call(json!({"cmd": "auto_answer", "enabled": true}));
 
     let call_id = call_until_feedback(&mut w, &mut door);
@@ -160,12 +151,12 @@ fn door_video_stays_under_a_low_cap() {
 
 #[test]
 fn a_call_the_door_answers_gets_the_same_feedback() {
-    if isolated("a_call_the_door_answers_gets_the_same_feedback") {
+    if isolated!() {
         return;
     }
     // The browser offers (with its own rtcp-fb and extensions), the door answers.
     let mut w = world((640, 480), "max_bitrate = \"300kbit\"");
-    let mut door = ready_door(&mut w);
+    let mut door = w.start_door();
     let call_id = w
         .alice
         .call(json!({"cmd": "place_call", "room_id": w.room, "video": true}))["call_id"]

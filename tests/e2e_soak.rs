@@ -9,7 +9,7 @@
 //!
 //! `INTERCOM_SOAK_CALLS` sets the number of calls (default 20, what `cargo test` runs; at least
 //! 18). The long run, by hand:
-//! `INTERCOM_SOAK_CALLS=200 cargo test --profile bench --test soak -- --nocapture`.
+//! `INTERCOM_SOAK_CALLS=200 cargo test --profile bench --test e2e_soak -- --nocapture`.
 
 mod harness;
 
@@ -286,7 +286,7 @@ fn unpooled(fds: &[String]) -> usize {
 
 #[test]
 fn soak() {
-    if isolated("soak") {
+    if isolated!() {
         return;
     }
     let calls: usize = std::env::var("INTERCOM_SOAK_CALLS")

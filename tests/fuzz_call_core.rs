@@ -17,8 +17,11 @@ use intercom::call::*;
 
 #[path = "harness/rng.rs"]
 mod rng;
+#[path = "harness/virtual_time.rs"]
+mod virtual_time;
 
 use rng::Rng;
+use virtual_time::{identity, policy};
 
 const USERS: &[&str] = &["@alice:hs", "@bob:hs", "@mallory:hs", "@door:hs"];
 const PARTIES: &[&str] = &["A1", "B1", "M1", "DOORDEVICE", "X"];
@@ -105,19 +108,11 @@ fn run_case(seed: u64) -> u32 {
     let mut keypad_openings = 0;
     let mut rng = Rng(seed | 1);
     let policy = Policy {
-        rooms: vec![RoomId("!a".into()), RoomId("!b".into())],
-        allow: vec![UserId("@alice:hs".into()), UserId("@bob:hs".into())],
         incoming: *rng.pick(&[Incoming::AutoAnswer, Incoming::Ring, Incoming::Reject]),
-        ring_timeout: Duration::from_secs(30),
-        max_length: Duration::from_secs(300),
-        video: true,
         press_during_call: *rng.pick(&[PressDuringCall::Ignore, PressDuringCall::Hangup]),
+        ..policy(Incoming::Ring)
     };
-    let identity = Identity {
-        user: UserId("@door:hs".into()),
-        party: PartyId("DOORDEVICE".into()),
-    };
-    let mut core = Core::new(policy, identity, "d");
+    let mut core = Core::new(policy, identity(), "d");
     let long_press = *rng.pick(&[LongPress::None, LongPress::Hangup, LongPress::OpenDoor]);
     core.set_door_policy(DoorPolicy {
         relay: rng.below(4) != 0,
@@ -404,7 +399,7 @@ fn random_inputs_never_panic_and_always_return_to_idle() {
     println!("{cases} cases, {keypad_openings} keypad openings");
     // A keypad opening needs an allow-listed peer, an answered call and the whole code in
     // order: about ten in the default 100 000 cases (none in the 5 000 the Pi build runs under
-    // qemu). `door_open.rs` has the focused property that opens hundreds of times.
+    // qemu). `virtual_door_open.rs` has the focused property that opens hundreds of times.
     assert!(
         cases < 100_000 || keypad_openings > 0,
         "the cases never reach a keypad opening: the keypad rule goes untested"

@@ -1,260 +1,20 @@
 //! The call core, rule by rule, on virtual time: `now` is a value the test moves. Each test names
 //! the rule of the Matrix VoIP module (spec v1, MSC2746) or the policy it checks.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use intercom::call::*;
 
-const DOOR: &str = "@door:hs";
-const DOOR_PARTY: &str = "DOORDEVICE";
-const ALICE: &str = "@alice:hs";
-const BOB: &str = "@bob:hs";
-const MALLORY: &str = "@mallory:hs";
+#[path = "harness/virtual_time.rs"]
+mod virtual_time;
 
-fn policy(incoming: Incoming) -> Policy {
-    Policy {
-        rooms: vec![RoomId("!a".into()), RoomId("!b".into())],
-        allow: vec![UserId(ALICE.into()), UserId(BOB.into())],
-        incoming,
-        ring_timeout: Duration::from_secs(30),
-        max_length: Duration::from_secs(300),
-        video: true,
-        press_during_call: PressDuringCall::Hangup,
-    }
-}
-
-/// A core and a clock.
-struct T {
-    core: Core,
-    now: Instant,
-}
-
-impl T {
-    fn new(incoming: Incoming) -> T {
-        T::with(policy(incoming))
-    }
-
-    fn with(policy: Policy) -> T {
-        let identity = Identity {
-            user: UserId(DOOR.into()),
-            party: PartyId(DOOR_PARTY.into()),
-        };
-        T {
-            core: Core::new(policy, identity, "c"),
-            now: Instant::now(),
-        }
-    }
-
-    fn drain(&mut self) -> Vec<Output> {
-        std::iter::from_fn(|| self.core.poll_output()).collect()
-    }
-
-    fn press(&mut self) -> Vec<Output> {
-        self.core.handle_input(self.now, Input::ButtonPressed);
-        self.drain()
-    }
-
-    fn batch(&mut self, events: Vec<ReceivedEvent>) -> Vec<Output> {
-        self.core.handle_input(self.now, Input::SyncBatch(events));
-        self.drain()
-    }
-
-    fn rtc(&mut self, call: &CallId, event: RtcEvent) -> Vec<Output> {
-        self.core.handle_input(
-            self.now,
-            Input::Rtc {
-                call: call.clone(),
-                event,
-            },
-        );
-        self.drain()
-    }
-
-    /// Moves the clock and fires what is due.
-    fn advance(&mut self, by: Duration) -> Vec<Output> {
-        self.now += by;
-        self.core.handle_timeout(self.now);
-        self.drain()
-    }
-
-    /// Places a call from the door and lets the offer go out; returns the local call id and the
-    /// call id used in each room.
-    fn ring_out(&mut self) -> (CallId, Vec<(RoomId, CallId)>) {
-        let out = self.press();
-        let call = offer_call(&out);
-        let out = self.rtc(&call, RtcEvent::LocalDescription(sdp(SdpKind::Offer)));
-        let legs = sent(&out)
-            .into_iter()
-            .filter(|(_, e)| matches!(e.body, CallEventBody::Invite { .. }))
-            .map(|(room, e)| (room, e.call_id))
-            .collect();
-        (call, legs)
-    }
-
-    /// An allow-listed caller's call, auto-answered; returns its call id.
-    fn answered_incoming(&mut self) -> CallId {
-        let out = self.batch(vec![invite("!a", ALICE, "ALICEDEV", "100", None, 0)]);
-        assert!(has_answer_command(&out), "{out:?}");
-        let call = CallId("100".into());
-        self.rtc(&call, RtcEvent::LocalDescription(sdp(SdpKind::Answer)));
-        call
-    }
-}
-
-fn sdp(kind: SdpKind) -> SessionDescription {
-    SessionDescription {
-        kind,
-        sdp: "v=0\r\n".into(),
-        streams: vec![("stream0".into(), StreamPurpose::UserMedia)],
-    }
-}
-
-fn event(
-    room: &str,
-    sender: &str,
-    party: &str,
-    call_id: &str,
-    body: CallEventBody,
-) -> ReceivedEvent {
-    ReceivedEvent {
-        room: RoomId(room.into()),
-        sender: UserId(sender.into()),
-        age: Some(Duration::from_millis(50)),
-        encrypted: false,
-        members: None,
-        event: CallEvent {
-            call_id: CallId(call_id.into()),
-            party_id: PartyId(party.into()),
-            body,
-        },
-    }
-}
-
-fn invite(
-    room: &str,
-    sender: &str,
-    party: &str,
-    call_id: &str,
-    invitee: Option<&str>,
-    age_ms: u64,
-) -> ReceivedEvent {
-    let mut e = event(
-        room,
-        sender,
-        party,
-        call_id,
-        CallEventBody::Invite {
-            offer: sdp(SdpKind::Offer),
-            lifetime: Duration::from_secs(60),
-            invitee: invitee.map(|u| UserId(u.into())),
-        },
-    );
-    e.age = Some(Duration::from_millis(age_ms));
-    e
-}
-
-fn answer(room: &str, sender: &str, party: &str, call_id: &CallId) -> ReceivedEvent {
-    event(
-        room,
-        sender,
-        party,
-        &call_id.0,
-        CallEventBody::Answer {
-            answer: sdp(SdpKind::Answer),
-        },
-    )
-}
-
-fn hangup(
-    room: &str,
-    sender: &str,
-    party: &str,
-    call_id: &str,
-    reason: HangupReason,
-) -> ReceivedEvent {
-    event(
-        room,
-        sender,
-        party,
-        call_id,
-        CallEventBody::Hangup { reason },
-    )
-}
-
-fn candidate(c: &str) -> Candidate {
-    Candidate {
-        candidate: c.into(),
-        sdp_mid: Some("0".into()),
-        sdp_m_line_index: Some(0),
-    }
-}
-
-fn candidates(
-    room: &str,
-    sender: &str,
-    party: &str,
-    call_id: &str,
-    list: &[&str],
-) -> ReceivedEvent {
-    event(
-        room,
-        sender,
-        party,
-        call_id,
-        CallEventBody::Candidates {
-            candidates: list.iter().map(|c| candidate(c)).collect(),
-        },
-    )
-}
-
-fn offer_call(out: &[Output]) -> CallId {
-    out.iter()
-        .find_map(|o| match o {
-            Output::Rtc {
-                call,
-                command: RtcCommand::CreateOffer { .. },
-            } => Some(call.clone()),
-            _ => None,
-        })
-        .expect("a press asks WebRTC for an offer")
-}
-
-fn sent(out: &[Output]) -> Vec<(RoomId, CallEvent)> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Send { room, event } => Some((room.clone(), event.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
-fn rtc_commands(out: &[Output]) -> Vec<RtcCommand> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Rtc { command, .. } => Some(command.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn has_answer_command(out: &[Output]) -> bool {
-    rtc_commands(out)
-        .iter()
-        .any(|c| matches!(c, RtcCommand::CreateAnswer { .. }))
-}
-
-fn ended(out: &[Output]) -> Option<EndReason> {
-    out.iter().find_map(|o| match o {
-        Output::CallEnded { reason, .. } => Some(reason.clone()),
-        _ => None,
-    })
-}
+use virtual_time::*;
 
 // --- placing calls --------------------------------------------------------------------------
 
 #[test]
 fn press_prepares_offer_then_invites_every_room_with_its_own_call_id() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     let out = t.press();
     assert!(sent(&out).is_empty(), "nothing goes out before the offer");
     let call = offer_call(&out);
@@ -295,7 +55,7 @@ fn press_prepares_offer_then_invites_every_room_with_its_own_call_id() {
 
 #[test]
 fn mashing_the_button_places_one_call() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     let mut offers = 0;
     for _ in 0..10 {
         offers += rtc_commands(&t.press())
@@ -309,7 +69,7 @@ fn mashing_the_button_places_one_call() {
 
 #[test]
 fn a_press_right_after_a_call_ended_calls_again_but_one_that_ends_it_does_not() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     let (_, legs) = t.ring_out();
     t.now += Duration::from_millis(500);
     // A quick "no" from the room...
@@ -333,7 +93,7 @@ fn a_press_right_after_a_call_ended_calls_again_but_one_that_ends_it_does_not() 
     assert_eq!(rtc_commands(&t.press()).len(), 1, "a new offer");
 
     // A press that hangs a call up is not followed by a new call from the same mashing.
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     let call = t.answered_incoming();
     t.rtc(&call, RtcEvent::Connection(ConnectionState::Connected));
     t.now += Duration::from_secs(5);
@@ -347,7 +107,7 @@ fn a_press_right_after_a_call_ended_calls_again_but_one_that_ends_it_does_not() 
 
 #[test]
 fn unanswered_call_times_out_with_invite_timeout_in_every_room() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     let t0 = t.now;
     t.ring_out();
     assert_eq!(t.core.poll_timeout(), Some(t0 + Duration::from_secs(30)));
@@ -373,7 +133,7 @@ fn unanswered_call_times_out_with_invite_timeout_in_every_room() {
 
 #[test]
 fn shutdown_before_the_offer_sends_nothing_to_rooms() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     t.press();
     t.core.handle_input(t.now, Input::Shutdown);
     let out = t.drain();
@@ -386,7 +146,7 @@ fn shutdown_before_the_offer_sends_nothing_to_rooms() {
 
 #[test]
 fn first_answer_wins_is_selected_and_the_other_rooms_are_hung_up() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     let (_, legs) = t.ring_out();
     let (room_b, call_b) = legs[1].clone();
     // Candidates from two would-be answerers arrive before any answer: buffered per party.
@@ -467,7 +227,7 @@ fn first_answer_wins_is_selected_and_the_other_rooms_are_hung_up() {
 
 #[test]
 fn callee_ends_silently_when_another_party_is_selected() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     let call = t.answered_incoming();
     let out = t.batch(vec![event(
         "!a",
@@ -484,7 +244,7 @@ fn callee_ends_silently_when_another_party_is_selected() {
 
 #[test]
 fn callee_goes_on_when_it_is_selected() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     let call = t.answered_incoming();
     let out = t.batch(vec![event(
         "!a",
@@ -503,7 +263,7 @@ fn callee_goes_on_when_it_is_selected() {
 
 #[test]
 fn reject_before_an_answer_ends_that_room_and_is_selected() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     let (_, legs) = t.ring_out();
     let reject_a = event("!a", ALICE, "A1", &legs[0].1 .0, CallEventBody::Reject);
     let out = t.batch(vec![reject_a]);
@@ -526,7 +286,7 @@ fn reject_before_an_answer_ends_that_room_and_is_selected() {
 
 #[test]
 fn reject_after_an_answer_is_disregarded() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     let (_, legs) = t.ring_out();
     t.batch(vec![answer("!a", ALICE, "A1", &legs[0].1)]);
     let out = t.batch(vec![event(
@@ -560,7 +320,7 @@ fn hangup_reasons_round_trip_and_a_missing_one_is_user_hangup() {
 
 #[test]
 fn the_peer_hanging_up_ends_the_call_with_its_reason() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     let call = t.answered_incoming();
     let out = t.batch(vec![hangup(
         "!a",
@@ -582,7 +342,7 @@ fn the_peer_hanging_up_ends_the_call_with_its_reason() {
 
 #[test]
 fn a_would_be_callee_hanging_up_does_not_end_the_ringing() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     let (_, legs) = t.ring_out();
     let out = t.batch(vec![hangup(
         "!a",
@@ -598,14 +358,14 @@ fn a_would_be_callee_hanging_up_does_not_end_the_ringing() {
 
 #[test]
 fn our_own_echo_is_ignored() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     let out = t.batch(vec![invite("!a", DOOR, DOOR_PARTY, "1", None, 0)]);
     assert!(out.is_empty());
 }
 
 #[test]
 fn an_invite_for_someone_else_is_ignored_and_one_without_invitee_is_for_anyone() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     assert!(t
         .batch(vec![invite("!a", ALICE, "A1", "1", Some(BOB), 0)])
         .is_empty());
@@ -616,7 +376,7 @@ fn an_invite_for_someone_else_is_ignored_and_one_without_invitee_is_for_anyone()
 
 #[test]
 fn a_stale_invite_never_rings() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     // 60 s lifetime, 58 s old: less than the 3 s needed to answer is left.
     for (id, age) in [("1", 58_000), ("2", 61_000)] {
         let out = t.batch(vec![invite("!a", ALICE, "A1", id, Some(DOOR), age)]);
@@ -630,7 +390,7 @@ fn a_stale_invite_never_rings() {
 
 #[test]
 fn ringing_stops_when_the_invite_expires() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     // 60 s lifetime, 40 s old: rings for the 20 s left, not the 30 s ring timeout.
     let out = t.batch(vec![invite("!a", ALICE, "A1", "1", Some(DOOR), 40_000)]);
     assert!(out.contains(&Output::Device(DeviceCommand::Ringtone(true))));
@@ -655,7 +415,7 @@ fn invite_and_hangup_in_one_batch_never_ring() {
             selected_party_id: PartyId("X".into()),
         },
     ] {
-        let mut t = T::new(Incoming::Ring);
+        let mut t = CoreClock::new(Incoming::Ring);
         let out = t.batch(vec![
             invite("!a", ALICE, "A1", "1", Some(DOOR), 0),
             event("!a", ALICE, "A1", "1", settle.clone()),
@@ -670,7 +430,7 @@ fn invite_and_hangup_in_one_batch_never_ring() {
 
 #[test]
 fn a_hangup_seen_before_its_invite_keeps_the_invite_from_ringing() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     t.batch(vec![hangup(
         "!a",
         ALICE,
@@ -687,7 +447,7 @@ fn a_hangup_seen_before_its_invite_keeps_the_invite_from_ringing() {
 
 #[test]
 fn a_stranger_is_rejected_and_never_reaches_webrtc() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     let out = t.batch(vec![invite("!dm", MALLORY, "M1", "1", Some(DOOR), 0)]);
     assert_eq!(sent(&out).len(), 1);
     assert_eq!(sent(&out)[0].1.body, CallEventBody::Reject);
@@ -703,7 +463,7 @@ fn a_stranger_is_rejected_and_never_reaches_webrtc() {
 
 #[test]
 fn ring_mode_answers_only_after_a_press() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     let out = t.batch(vec![invite("!a", ALICE, "A1", "1", Some(DOOR), 0)]);
     assert!(!has_answer_command(&out));
     assert!(out.contains(&Output::Device(DeviceCommand::Ringtone(true))));
@@ -738,7 +498,7 @@ fn ring_mode_answers_only_after_a_press() {
 
 #[test]
 fn reject_policy_rejects_even_allowed_callers() {
-    let mut t = T::new(Incoming::Reject);
+    let mut t = CoreClock::new(Incoming::Reject);
     let out = t.batch(vec![invite("!a", ALICE, "A1", "1", Some(DOOR), 0)]);
     assert_eq!(sent(&out)[0].1.body, CallEventBody::Reject);
     assert!(rtc_commands(&out).is_empty());
@@ -746,7 +506,7 @@ fn reject_policy_rejects_even_allowed_callers() {
 
 #[test]
 fn a_second_call_while_busy_gets_user_busy() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     t.answered_incoming();
     let out = t.batch(vec![invite("!b", BOB, "B1", "200", Some(DOOR), 0)]);
     let events = sent(&out);
@@ -763,7 +523,7 @@ fn a_second_call_while_busy_gets_user_busy() {
 
 #[test]
 fn the_peer_leaving_the_room_ends_the_call() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     t.answered_incoming();
     t.core.handle_input(
         t.now,
@@ -777,7 +537,7 @@ fn the_peer_leaving_the_room_ends_the_call() {
 
 #[test]
 fn maximum_call_length_hangs_up_with_user_hangup() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     let call = t.answered_incoming();
     t.rtc(&call, RtcEvent::Connection(ConnectionState::Connected));
     let out = t.advance(Duration::from_secs(300));
@@ -796,7 +556,7 @@ fn maximum_call_length_hangs_up_with_user_hangup() {
 
 #[test]
 fn a_press_during_a_call_hangs_up_when_configured() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     let call = t.answered_incoming();
     t.rtc(&call, RtcEvent::Connection(ConnectionState::Connected));
     t.now += Duration::from_secs(5);
@@ -811,7 +571,7 @@ fn a_press_during_a_call_hangs_up_when_configured() {
 
 #[test]
 fn glare_while_preparing_drops_ours_and_takes_theirs() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     t.press();
     let out = t.batch(vec![invite("!a", ALICE, "A1", "1795", None, 0)]);
     assert_eq!(ended(&out), Some(EndReason::Replaced));
@@ -828,7 +588,7 @@ fn glare_while_preparing_drops_ours_and_takes_theirs() {
 #[test]
 fn glare_after_our_invite_keeps_the_lesser_call_id() {
     // js-sdk's ids start with a digit: lesser than the door's. Theirs survives.
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     let (_, legs) = t.ring_out();
     let out = t.batch(vec![invite("!a", ALICE, "A1", "1795", None, 0)]);
     assert_eq!(ended(&out), Some(EndReason::Replaced));
@@ -838,7 +598,7 @@ fn glare_after_our_invite_keeps_the_lesser_call_id() {
     assert!(has_answer_command(&out));
 
     // A greater id loses: the door hangs it up and keeps ringing.
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     t.ring_out();
     let out = t.batch(vec![invite("!a", ALICE, "A1", "zzz", None, 0)]);
     assert!(ended(&out).is_none());
@@ -864,7 +624,7 @@ fn negotiate(call: &CallId, kind: SdpKind) -> ReceivedEvent {
 
 #[test]
 fn a_negotiate_offer_is_answered_with_a_negotiate_answer() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     let call = t.answered_incoming();
     let out = t.batch(vec![negotiate(&call, SdpKind::Offer)]);
     assert!(
@@ -880,14 +640,14 @@ fn a_negotiate_offer_is_answered_with_a_negotiate_answer() {
 #[test]
 fn in_an_offer_collision_the_callee_is_polite_and_the_caller_is_not() {
     // The door as callee: polite, takes the peer's offer over its own.
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     let call = t.answered_incoming();
     t.rtc(&call, RtcEvent::LocalDescription(sdp(SdpKind::Offer)));
     let out = t.batch(vec![negotiate(&call, SdpKind::Offer)]);
     assert_eq!(rtc_commands(&out).len(), 1);
 
     // The door as caller: impolite, ignores the colliding offer.
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     let (id, legs) = t.ring_out();
     t.batch(vec![answer("!a", ALICE, "ALICEDEV", &legs[0].1)]);
     let out = t.rtc(&id, RtcEvent::LocalDescription(sdp(SdpKind::Offer)));
@@ -906,7 +666,7 @@ fn in_an_offer_collision_the_callee_is_polite_and_the_caller_is_not() {
 
 #[test]
 fn local_candidates_wait_for_the_invite_then_batch_and_end() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     let out = t.press();
     let call = offer_call(&out);
     // Gathered before the offer is out: held.
@@ -946,7 +706,7 @@ fn local_candidates_wait_for_the_invite_then_batch_and_end() {
 
 #[test]
 fn ice_failure_and_a_lasting_disconnect_hang_up_with_ice_failed() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     let call = t.answered_incoming();
     t.rtc(&call, RtcEvent::Connection(ConnectionState::Connected));
     let out = t.rtc(&call, RtcEvent::Connection(ConnectionState::Failed));
@@ -955,7 +715,7 @@ fn ice_failure_and_a_lasting_disconnect_hang_up_with_ice_failed() {
             reason: HangupReason::IceFailed
         }));
 
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     let call = t.answered_incoming();
     t.rtc(&call, RtcEvent::Connection(ConnectionState::Connected));
     t.rtc(&call, RtcEvent::Connection(ConnectionState::Disconnected));
@@ -978,7 +738,7 @@ fn ice_failure_and_a_lasting_disconnect_hang_up_with_ice_failed() {
 
 #[test]
 fn media_that_never_connects_is_given_up_with_ice_failed() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     t.answered_incoming();
     let out = t.advance(Duration::from_secs(30));
     assert_eq!(
@@ -998,7 +758,7 @@ fn host_candidate(port: u16) -> String {
 
 #[test]
 fn a_strangers_answer_reject_and_candidates_are_ignored_and_an_allowed_answer_wins() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     let (_, legs) = t.ring_out();
     let (call_a, call_b) = (legs[0].1.clone(), legs[1].1.clone());
     // Mallory is a member of both rung rooms: her candidates, her answer in !a and her reject
@@ -1037,7 +797,7 @@ fn a_strangers_answer_reject_and_candidates_are_ignored_and_an_allowed_answer_wi
 
 #[test]
 fn a_strangers_invite_for_the_whole_room_is_rejected_when_the_door_is_the_only_other_member() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     // Element's 1:1 call names no invitee: in a room of two, it is for the door.
     let mut dm = invite("!dm", MALLORY, "M1", "1", None, 0);
     dm.members = Some(2);
@@ -1058,7 +818,7 @@ fn a_strangers_invite_for_the_whole_room_is_rejected_when_the_door_is_the_only_o
 
 #[test]
 fn an_invite_without_an_age_never_rings() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     let mut e = invite("!a", ALICE, "A1", "1", Some(DOOR), 0);
     e.age = None;
     let out = t.batch(vec![e]);
@@ -1071,7 +831,7 @@ fn an_invite_without_an_age_never_rings() {
 
 #[test]
 fn a_peers_candidates_are_filtered_deduplicated_and_bounded() {
-    let mut t = T::new(Incoming::AutoAnswer);
+    let mut t = CoreClock::new(Incoming::AutoAnswer);
     let call = t.answered_incoming();
     let good = host_candidate(7000);
     let out = t.batch(vec![candidates(
@@ -1132,7 +892,7 @@ fn a_peers_candidates_are_filtered_deduplicated_and_bounded() {
 
 #[test]
 fn a_failed_device_costs_the_call_that_device_not_the_call() {
-    let mut t = T::new(Incoming::Ring);
+    let mut t = CoreClock::new(Incoming::Ring);
     let out = t.press();
     let call = offer_call(&out);
     // The microphone fails while the offer is being made: the call still rings every room.
