@@ -1,6 +1,7 @@
 //! `intercom`: a door intercom daemon that rings Matrix rooms. See ARCHITECTURE.md for the map.
 
 pub mod call;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -14,39 +14,19 @@ use matrix_sdk::ruma::api::client::membership::joined_rooms;
 use super::{
     build_client, describe, resolve, restore, session_path, store_path, turn_servers, Session,
 };
+use crate::check::{Finding, Level};
 use crate::config::MatrixConfig;
 
 /// How long `check` waits for each answer of the homeserver.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How a finding bears on whether the door can work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Ok,
-    /// Works, but less well than it could (no TURN server).
-    Warning,
-    Problem,
-}
-
-/// One finding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnosis {
-    pub level: Level,
-    pub what: String,
-    pub detail: String,
-}
-
-fn finding(level: Level, what: impl Into<String>, detail: impl Into<String>) -> Diagnosis {
-    Diagnosis {
-        level,
-        what: what.into(),
-        detail: detail.into(),
-    }
+fn finding(level: Level, what: impl Into<String>, detail: impl Into<String>) -> Finding {
+    Finding::new(level, what, detail)
 }
 
 /// Looks at the session of `config` and asks the homeserver about it. Call it when the session
 /// file exists (its absence is the caller's finding).
-pub async fn diagnose(config: &MatrixConfig) -> Vec<Diagnosis> {
+pub async fn diagnose(config: &MatrixConfig) -> Vec<Finding> {
     let mut out = Vec::new();
     let session = match Session::load(&session_path(&config.state_dir)) {
         Ok(s) => s,

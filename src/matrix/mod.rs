@@ -56,7 +56,7 @@ use matrix_sdk::{Client, HttpError, RoomState, SessionMeta, SessionTokens};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-pub use check::{diagnose, Diagnosis, Level};
+pub use check::diagnose;
 pub use login::{login, prepare_login};
 pub use session::Session;
 
