@@ -64,16 +64,15 @@ pub fn spawn_button(config: ButtonConfig, edges: mpsc::Sender<bool>) {
         log::info!("button: on the synthetic chip: only `intercom ring` presses it");
         return;
     }
-    let presses = edges;
     std::thread::Builder::new()
         .name("gpio-button".into())
-        .spawn(move || watch_button(&config, &presses))
+        .spawn(move || watch_button(&config, &edges))
         .expect("spawning the GPIO thread");
 }
 
-fn watch_button(config: &ButtonConfig, presses: &mpsc::Sender<bool>) {
+fn watch_button(config: &ButtonConfig, edges: &mpsc::Sender<bool>) {
     let mut reported = false;
-    while !presses.is_closed() {
+    while !edges.is_closed() {
         match open_button(config) {
             Ok(req) => {
                 log::info!("button: watching line {} of {}", config.line, config.chip);
@@ -83,7 +82,7 @@ fn watch_button(config: &ButtonConfig, presses: &mpsc::Sender<bool>) {
                         Ok(true) => match req.read_edge_event() {
                             Ok(edge) => {
                                 let down = edge.kind == EdgeKind::Rising;
-                                if presses.blocking_send(down).is_err() {
+                                if edges.blocking_send(down).is_err() {
                                     return;
                                 }
                             }
@@ -92,7 +91,7 @@ fn watch_button(config: &ButtonConfig, presses: &mpsc::Sender<bool>) {
                                 break;
                             }
                         },
-                        Ok(false) if presses.is_closed() => return,
+                        Ok(false) if edges.is_closed() => return,
                         Ok(false) => {}
                         Err(e) => {
                             log::warn!("button: the line went away: {e}; retrying");

@@ -92,8 +92,8 @@ pub const STORE_CACHE: u32 = 64 * 1024;
 /// The SQLite stores' settings: the SDK's low-memory ones (the write-ahead log kept under 2 MB),
 /// with [`STORE_POOL`] connections at most and a [`STORE_CACHE`] page cache each. The door's
 /// databases are small and read a few times a sync; a page not cached is read from the kernel's
-/// page cache. With 500 kB a connection the caches could take 6 MB as the stores grow: a
-/// 200-call soak ended 1.1 MB above its twelfth call, and 0.56 MB with 64 kB (one run each).
+/// page cache. With 500 kB a connection the caches could take 6 MB as the stores grow, memory a
+/// door that runs for years does not have to spare (the soak's numbers: ARCHITECTURE.md).
 fn store_config(store: &Path) -> matrix_sdk::SqliteStoreConfig {
     matrix_sdk::SqliteStoreConfig::with_low_memory_config(store)
         .pool_max_size(STORE_POOL)

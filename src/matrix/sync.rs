@@ -159,7 +159,7 @@ impl SyncLoop {
             };
             // Counted from the member events in the store, which the door's syncs (not lazy
             // loading members) bring whole: `joined_members_count()` reads the sync's room
-            // summary, which Synapse sends only to clients that lazy-load, and was 0 here.
+            // summary, which Synapse sends only to clients that lazy-load: 0 for the door.
             let members = room
                 .joined_user_ids()
                 .await
