@@ -923,3 +923,23 @@ fn a_failed_device_costs_the_call_that_device_not_the_call() {
     assert!(sent(&out).is_empty() && ended(&out).is_none(), "{out:?}");
     assert!(!t.core.is_idle());
 }
+
+// --- the policy both kinds of call ask ------------------------------------------------------
+
+#[test]
+fn an_offered_call_is_judged_by_the_allow_list_then_busy_then_the_incoming_policy() {
+    let alice = UserId(virtual_time::ALICE.into());
+    let mallory = UserId(virtual_time::MALLORY.into());
+    for (incoming, free) in [
+        (Incoming::Ring, Offered::Ring),
+        (Incoming::AutoAnswer, Offered::Answer),
+        (Incoming::Reject, Offered::Reject),
+    ] {
+        let policy = virtual_time::policy(incoming);
+        assert_eq!(policy.offered(&alice, false), free);
+        assert_eq!(policy.offered(&alice, true), Offered::Busy);
+        // A stranger is refused as a stranger, busy or not: never told the door is busy.
+        assert_eq!(policy.offered(&mallory, false), Offered::Stranger);
+        assert_eq!(policy.offered(&mallory, true), Offered::Stranger);
+    }
+}

@@ -50,76 +50,30 @@ impl Core {
             self.remember(ev.event.call_id.clone());
             return;
         };
-        if !self.policy.may_call(&ev.sender) {
-            // Nobody outside the allow-list gets a frame: reject a call addressed to the door;
-            // an invite to the whole room is left to the others in it (a reject would end it
-            // for everyone).
-            if for_us {
-                self.send(&ev.room, ev.event.call_id.clone(), CallEventBody::Reject);
-            }
-            self.notice(format!(
-                "refused a call from {} in {}: not on the allow list{}",
-                ev.sender.0,
-                ev.room.0,
+        // The door's policy decides (the same for every kind of call); glare, the door's own
+        // call crossing this one in the same room, is this signalling's to resolve.
+        match self.policy.offered(&ev.sender, self.call.is_some()) {
+            Offered::Stranger => {
+                // Nobody outside the allow-list gets a frame: reject a call addressed to the
+                // door; an invite to the whole room is left to the others in it (a reject
+                // would end it for everyone).
                 if for_us {
-                    ""
-                } else {
-                    " (the invite is for the whole room: left to its other members)"
+                    self.send(&ev.room, ev.event.call_id.clone(), CallEventBody::Reject);
                 }
-            ));
-            self.remember(ev.event.call_id.clone());
-            return;
-        }
-        if let Some(call) = &self.call {
-            let glare_leg = call
-                .legs()
-                .iter()
-                .find(|l| l.live && l.room == ev.room)
-                .map(|l| l.call_id.clone());
-            match (call.phase, glare_leg) {
-                // Glare while preparing: drop ours, take theirs (spec, "Glare").
-                (Phase::Preparing, Some(_)) => {
-                    self.replace_outgoing(false);
-                    self.take_incoming(now, &ev, left, true);
-                }
-                // Glare after our invite went out: the lesser call id survives.
-                (Phase::RingingOut, Some(ours)) => {
-                    if ev.event.call_id < ours {
-                        self.replace_outgoing(true);
-                        self.take_incoming(now, &ev, left, true);
-                    } else {
-                        self.send(
-                            &ev.room,
-                            ev.event.call_id.clone(),
-                            CallEventBody::Hangup {
-                                reason: HangupReason::UserHangup,
-                            },
-                        );
-                        self.remember(ev.event.call_id.clone());
-                    }
-                }
-                // Busy.
-                _ => {
-                    self.notice(format!(
-                        "busy: a call from {} in {} was not taken",
-                        ev.sender.0, ev.room.0
-                    ));
+                self.notice(format!(
+                    "refused a call from {} in {}: not on the allow list{}",
+                    ev.sender.0,
+                    ev.room.0,
                     if for_us {
-                        self.send(
-                            &ev.room,
-                            ev.event.call_id.clone(),
-                            CallEventBody::Hangup {
-                                reason: HangupReason::UserBusy,
-                            },
-                        );
+                        ""
+                    } else {
+                        " (the invite is for the whole room: left to its other members)"
                     }
-                    self.remember(ev.event.call_id.clone());
-                }
+                ));
+                self.remember(ev.event.call_id.clone());
             }
-            return;
-        }
-        match self.policy.incoming {
-            Incoming::Reject => {
+            Offered::Busy => self.on_invite_while_busy(now, &ev, left, for_us),
+            Offered::Reject => {
                 if for_us {
                     self.send(&ev.room, ev.event.call_id.clone(), CallEventBody::Reject);
                 }
@@ -129,8 +83,67 @@ impl Core {
                 ));
                 self.remember(ev.event.call_id.clone());
             }
-            Incoming::AutoAnswer => self.take_incoming(now, &ev, left, true),
-            Incoming::Ring => self.take_incoming(now, &ev, left, false),
+            Offered::Answer => self.take_incoming(now, &ev, left, true),
+            Offered::Ring => self.take_incoming(now, &ev, left, false),
+        }
+    }
+
+    /// An allowed caller's invite while the door is in a call: glare with the door's own call
+    /// in the same room (spec, "Glare"), or busy.
+    fn on_invite_while_busy(
+        &mut self,
+        now: Instant,
+        ev: &ReceivedEvent,
+        left: Duration,
+        for_us: bool,
+    ) {
+        let Some(call) = &self.call else {
+            return;
+        };
+        let glare_leg = call
+            .legs()
+            .iter()
+            .find(|l| l.live && l.room == ev.room)
+            .map(|l| l.call_id.clone());
+        match (call.phase, glare_leg) {
+            // Glare while preparing: drop ours, take theirs.
+            (Phase::Preparing, Some(_)) => {
+                self.replace_outgoing(false);
+                self.take_incoming(now, ev, left, true);
+            }
+            // Glare after our invite went out: the lesser call id survives.
+            (Phase::RingingOut, Some(ours)) => {
+                if ev.event.call_id < ours {
+                    self.replace_outgoing(true);
+                    self.take_incoming(now, ev, left, true);
+                } else {
+                    self.send(
+                        &ev.room,
+                        ev.event.call_id.clone(),
+                        CallEventBody::Hangup {
+                            reason: HangupReason::UserHangup,
+                        },
+                    );
+                    self.remember(ev.event.call_id.clone());
+                }
+            }
+            // Busy.
+            _ => {
+                self.notice(format!(
+                    "busy: a call from {} in {} was not taken",
+                    ev.sender.0, ev.room.0
+                ));
+                if for_us {
+                    self.send(
+                        &ev.room,
+                        ev.event.call_id.clone(),
+                        CallEventBody::Hangup {
+                            reason: HangupReason::UserBusy,
+                        },
+                    );
+                }
+                self.remember(ev.event.call_id.clone());
+            }
         }
     }
 

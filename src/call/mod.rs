@@ -47,7 +47,7 @@ pub use events::{
     CallEvent, CallEventBody, Candidate, HangupReason, ReceivedEvent, SdpKind, SessionDescription,
     StreamPurpose, VERSION,
 };
-pub use policy::{Incoming, Policy, PressDuringCall};
+pub use policy::{Incoming, Offered, Policy, PressDuringCall};
 use timers::{Timer, Timers};
 
 /// An opaque call id (`call_id` of the VoIP events).

@@ -12,6 +12,24 @@ pub enum Incoming {
     Reject,
 }
 
+/// What the door does with a call offered to it, whatever signals it (an `m.call.invite`
+/// today; a MatrixRTC ring next): the door's policy, asked by each kind of call. Glare (the
+/// door's own call crossing the offer in the same room) is the signalling's to resolve first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// The caller is not on the allow list: refused (told so only when the call is addressed
+    /// to the door; a call to a whole room is left to its other members).
+    Stranger,
+    /// The door is in a call: busy.
+    Busy,
+    /// `[call] incoming = "reject"`.
+    Reject,
+    /// Ring on the door's speaker until a press answers (or the ring times out).
+    Ring,
+    /// Answer at once.
+    Answer,
+}
+
 /// What a press does while a call is up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PressDuringCall {
@@ -45,5 +63,20 @@ impl Policy {
     /// Whether `user` may call the door.
     pub fn may_call(&self, user: &UserId) -> bool {
         self.allow.contains(user)
+    }
+
+    /// What the door does with a call `caller` offers it; `busy`: the door is in a call.
+    pub fn offered(&self, caller: &UserId, busy: bool) -> Offered {
+        if !self.may_call(caller) {
+            Offered::Stranger
+        } else if busy {
+            Offered::Busy
+        } else {
+            match self.incoming {
+                Incoming::Reject => Offered::Reject,
+                Incoming::Ring => Offered::Ring,
+                Incoming::AutoAnswer => Offered::Answer,
+            }
+        }
     }
 }
