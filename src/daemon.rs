@@ -9,7 +9,7 @@
 //! `WATCHDOG=1` from this loop itself (so a wedged loop is restarted), `STOPPING=1` on SIGTERM,
 //! after any call was hung up.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
@@ -165,6 +165,7 @@ async fn drive(config: Config, settings: Settings) -> Result<(), Error> {
             call_seed: call_seed(),
             snapshots: settings.snapshot_mentions.is_some(),
             accept_invites: config.matrix.accept_invites,
+            turn_from_homeserver: config.turn.is_none(),
             started_wall_ms,
         },
         Instant::now(),
@@ -208,12 +209,11 @@ async fn drive(config: Config, settings: Settings) -> Result<(), Error> {
         &settings.ringtone,
         &settings.ringback,
     );
-    let (turn_tx, mut turn_updates) = mpsc::channel(1);
-    match &config.turn {
-        Some(turn) => rtc.set_ice_servers(vec![configured_turn(turn)?]),
-        None => {
-            tokio::spawn(refresh_turn(Arc::downgrade(&matrix), turn_tx));
-        }
+    // `[turn]`, when configured, is the one TURN server; otherwise the station asks the
+    // homeserver for its own (`Output::FetchTurn`) and keeps them fresh.
+    let (turn_tx, mut turn_answers) = mpsc::channel(1);
+    if let Some(turn) = &config.turn {
+        rtc.set_ice_servers(vec![configured_turn(turn)?]);
     }
 
     let (edges_tx, mut edges) = mpsc::channel(8);
@@ -245,6 +245,7 @@ async fn drive(config: Config, settings: Settings) -> Result<(), Error> {
     crate::memory::give_back_free_pages();
 
     let mut outlets = Outlets {
+        turn_answers: turn_tx,
         matrix: &matrix,
         snapshots: &snapshots,
         ringer: &ringer,
@@ -286,10 +287,7 @@ async fn drive(config: Config, settings: Settings) -> Result<(), Error> {
             },
             Some(report) = device_reports.recv() => Input::Device(report),
             Some((call, event)) = rtc_events.recv() => Input::Rtc { call, event },
-            Some(servers) = turn_updates.recv() => {
-                rtc.set_ice_servers(servers);
-                continue;
-            }
+            Some(answer) = turn_answers.recv() => Input::Turn(answer),
             Some(pressed) = edges.recv() => Input::ButtonEdge { pressed },
             Some(req) = requests.recv() => {
                 let request = match req.command {
@@ -334,6 +332,8 @@ async fn drive(config: Config, settings: Settings) -> Result<(), Error> {
 
 /// Where the station's outputs go.
 struct Outlets<'a> {
+    /// Where the homeserver's answers about TURN go (back to the station).
+    turn_answers: mpsc::Sender<Result<Option<matrix::TurnServers>, String>>,
     matrix: &'a Arc<Matrix>,
     snapshots: &'a Snapshots,
     ringer: &'a Ringer,
@@ -382,6 +382,24 @@ impl Outlets<'_> {
                 self.snapshots.post(self.matrix, room, mention)
             }
             Output::JoinRoom { room } => self.matrix.join(room),
+            Output::FetchTurn => {
+                // Holds the adapter only while asking, so that shutdown can take it back to
+                // flush it.
+                let (matrix, answers) = (Arc::downgrade(self.matrix), self.turn_answers.clone());
+                tokio::spawn(async move {
+                    let Some(matrix) = matrix.upgrade() else {
+                        return;
+                    };
+                    let answer = matrix.turn_servers().await.map_err(|e| e.to_string());
+                    drop(matrix);
+                    let _ = answers.send(answer).await;
+                });
+            }
+            Output::IceServers(turn) => rtc.set_ice_servers(vec![IceServer {
+                urls: turn.uris,
+                username: Some(turn.username),
+                credential: Some(turn.password),
+            }]),
             Output::Reply { id, text } => {
                 if let Some(reply) = self.replies.remove(&id) {
                     let _ = reply.send(text);
@@ -438,46 +456,4 @@ fn configured_turn(turn: &config::TurnConfig) -> Result<IceServer, Error> {
         username: turn.username.clone(),
         credential,
     })
-}
-
-/// Keeps the homeserver's TURN credentials fresh: fetched at start, refreshed before their
-/// lifetime runs out, retried after failures (429 included) without end.
-async fn refresh_turn(matrix: Weak<Matrix>, updates: mpsc::Sender<Vec<IceServer>>) {
-    loop {
-        // Held only while asking, so that shutdown can take the adapter back to flush it.
-        let Some(strong) = matrix.upgrade() else {
-            return;
-        };
-        let answer = strong.turn_servers().await;
-        drop(strong);
-        let wait = match answer {
-            Ok(Some(turn)) => {
-                log::info!(
-                    "TURN from the homeserver: {:?}, valid for {}s",
-                    turn.uris,
-                    turn.ttl.as_secs()
-                );
-                let server = IceServer {
-                    urls: turn.uris,
-                    username: Some(turn.username),
-                    credential: Some(turn.password),
-                };
-                if updates.send(vec![server]).await.is_err() {
-                    return;
-                }
-                (turn.ttl * 4 / 5).max(Duration::from_secs(60))
-            }
-            Ok(None) => {
-                log::info!(
-                    "the homeserver offers no TURN server: calls use direct connections only"
-                );
-                Duration::from_secs(3600)
-            }
-            Err(e) => {
-                log::warn!("cannot fetch TURN credentials: {e}; retrying in a minute");
-                Duration::from_secs(60)
-            }
-        };
-        tokio::time::sleep(wait).await;
-    }
 }

@@ -9,7 +9,9 @@ use intercom::call::{
     RtcEvent, SdpKind, SessionDescription, StreamPurpose, UserId,
 };
 use intercom::panel::PanelConfig;
-use intercom::station::{DeviceReport, Input, Level, Output, Part, Request, StationConfig, Tone};
+use intercom::station::{
+    DeviceReport, Input, Level, Output, Part, Request, StationConfig, Tone, TurnServers,
+};
 
 #[path = "harness/virtual_time.rs"]
 mod virtual_time;
@@ -38,6 +40,7 @@ fn config() -> StationConfig {
         call_seed: "t".into(),
         snapshots: true,
         accept_invites: true,
+        turn_from_homeserver: false,
         started_wall_ms: STARTED_MS,
     }
 }
@@ -332,4 +335,47 @@ fn an_unreachable_homeserver_shows_on_the_led_and_in_the_status() {
     let out = t.input(Input::Reachability(None));
     assert!(logs(&out).contains(&"homeserver reachable again".to_owned()));
     assert!(out.contains(&Output::Status("Idle".into())));
+}
+
+#[test]
+fn the_homeserver_s_turn_servers_are_fetched_at_start_and_refreshed_before_they_expire() {
+    let mut t = StationClock::new(StationConfig {
+        turn_from_homeserver: true,
+        ..config()
+    });
+    let fetches = |out: &[Output]| out.iter().filter(|o| **o == Output::FetchTurn).count();
+    assert_eq!(fetches(&t.drain()), 1, "asked at start");
+    let turn = TurnServers {
+        uris: vec!["turn:turn.example.org".into()],
+        username: "u".into(),
+        password: "p".into(),
+        ttl: Duration::from_secs(600),
+    };
+    let out = t.input(Input::Turn(Ok(Some(turn.clone()))));
+    assert!(out.contains(&Output::IceServers(turn)), "{out:?}");
+    // Asked again at 4/5 of the lifetime (480 s), not before.
+    assert_eq!(fetches(&t.advance(Duration::from_secs(479))), 0);
+    assert_eq!(fetches(&t.advance(Duration::from_secs(1))), 1);
+    // A failure: again after a minute; no TURN at all: again after an hour.
+    let out = t.input(Input::Turn(Err("connection refused".into())));
+    assert!(out.iter().any(|o| matches!(o,
+        Output::Log(l) if l.level == Level::Warn && l.text.contains("retrying in a minute"))));
+    assert_eq!(fetches(&t.advance(Duration::from_secs(59))), 0);
+    assert_eq!(fetches(&t.advance(Duration::from_secs(1))), 1);
+    t.input(Input::Turn(Ok(None)));
+    assert_eq!(fetches(&t.advance(Duration::from_secs(3599))), 0);
+    assert_eq!(fetches(&t.advance(Duration::from_secs(1))), 1);
+    // Nothing is asked while an answer is awaited, nor after the door stopped.
+    assert_eq!(fetches(&t.advance(Duration::from_secs(7200))), 0);
+    t.input(Input::Turn(Ok(None)));
+    t.input(Input::Shutdown);
+    assert_eq!(fetches(&t.advance(Duration::from_secs(7200))), 0);
+}
+
+#[test]
+fn a_configured_turn_server_is_not_asked_of_the_homeserver() {
+    let mut t = StationClock::new(config());
+    let mut out = t.drain();
+    out.extend(t.advance(Duration::from_secs(7200)));
+    assert!(!out.contains(&Output::FetchTurn), "{out:?}");
 }

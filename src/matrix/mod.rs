@@ -142,26 +142,7 @@ pub enum MatrixEvent {
     Unresolved(Vec<(String, String)>),
 }
 
-/// TURN servers offered by the homeserver (`/voip/turnServer`). `Debug` hides the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TurnServers {
-    pub uris: Vec<String>,
-    pub username: String,
-    pub password: String,
-    /// How long the credentials stay valid.
-    pub ttl: Duration,
-}
-
-impl std::fmt::Debug for TurnServers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TurnServers")
-            .field("uris", &self.uris)
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .field("ttl", &self.ttl)
-            .finish()
-    }
-}
+pub use crate::station::TurnServers;
 
 /// The door's connection to its homeserver: a restored session, its rooms, and the sending
 /// queue. Made by [`connect`]; syncing starts with [`Matrix::spawn_sync`].

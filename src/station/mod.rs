@@ -51,6 +51,9 @@ pub struct StationConfig {
     pub snapshots: bool,
     /// Join the rooms an allow-listed user invites the door to.
     pub accept_invites: bool,
+    /// Ask the homeserver for TURN servers (and keep them fresh); false when `[turn]` is
+    /// configured.
+    pub turn_from_homeserver: bool,
     /// The wall-clock time the daemon started, in milliseconds since the Unix epoch: messages
     /// without an `age` are judged by their `origin_server_ts` against it.
     pub started_wall_ms: u64,
@@ -114,6 +117,35 @@ impl DeviceReport {
     }
 }
 
+/// TURN servers offered by the homeserver (`/voip/turnServer`). `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TurnServers {
+    pub uris: Vec<String>,
+    pub username: String,
+    pub password: String,
+    /// How long the credentials stay valid.
+    pub ttl: Duration,
+}
+
+impl std::fmt::Debug for TurnServers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnServers")
+            .field("uris", &self.uris)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+/// Refresh the homeserver's TURN credentials this long before they expire (at 4/5 of their
+/// lifetime), but never sooner than this after the last answer.
+const TURN_MIN_REFRESH: Duration = Duration::from_secs(60);
+/// Ask again this long after a homeserver that offered no TURN server (it may be given one).
+const TURN_NONE_RETRY: Duration = Duration::from_secs(3600);
+/// Ask again this long after a failed request.
+const TURN_FAILED_RETRY: Duration = Duration::from_secs(60);
+
 /// A request on the control socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
@@ -153,6 +185,9 @@ pub enum Input {
     Device(DeviceReport),
     /// The WebRTC side of a call produced something.
     Rtc { call: CallId, event: RtcEvent },
+    /// The homeserver's answer to [`Output::FetchTurn`]: its TURN servers, none, or why the
+    /// request failed.
+    Turn(Result<Option<TurnServers>, String>),
     /// The daemon is stopping: hang up whatever is up.
     Shutdown,
 }
@@ -207,6 +242,10 @@ pub enum Output {
     PostSnapshot { room: RoomId, mention: Vec<UserId> },
     /// Join a room the door was invited to.
     JoinRoom { room: RoomId },
+    /// Ask the homeserver for its TURN servers; the answer comes back as [`Input::Turn`].
+    FetchTurn,
+    /// Calls from now on use these TURN servers.
+    IceServers(TurnServers),
     /// Answer the control-socket request `id`.
     Reply { id: u64, text: String },
     /// The status line changed (systemd's `STATUS=`).
@@ -225,6 +264,8 @@ pub struct Station {
     accept_invites: bool,
     started: Instant,
     started_wall_ms: u64,
+    /// When to ask the homeserver for TURN servers again (`None`: not now, or asking).
+    turn_due: Option<Instant>,
     outputs: VecDeque<Output>,
 }
 
@@ -244,8 +285,12 @@ impl Station {
             accept_invites: config.accept_invites,
             started: now,
             started_wall_ms: config.started_wall_ms,
+            turn_due: None,
             outputs: VecDeque::new(),
         };
+        if config.turn_from_homeserver {
+            station.outputs.push_back(Output::FetchTurn);
+        }
         station.settle(now);
         station
     }
@@ -318,13 +363,21 @@ impl Station {
             Input::Rtc { call, event } => self
                 .core
                 .handle_input(now, call::Input::Rtc { call, event }),
-            Input::Shutdown => self.core.handle_input(now, call::Input::Shutdown),
+            Input::Turn(answer) => self.on_turn(now, answer),
+            Input::Shutdown => {
+                self.turn_due = None;
+                self.core.handle_input(now, call::Input::Shutdown);
+            }
         }
         self.settle(now);
     }
 
     /// Does whatever is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.turn_due.is_some_and(|t| t <= now) {
+            self.turn_due = None;
+            self.outputs.push_back(Output::FetchTurn);
+        }
         self.core.handle_timeout(now);
         self.panel.handle_timeout(now);
         self.settle(now);
@@ -332,10 +385,14 @@ impl Station {
 
     /// The earliest instant at which [`Station::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.core.poll_timeout(), self.panel.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.core.poll_timeout(),
+            self.panel.poll_timeout(),
+            self.turn_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next thing for the world to do.
@@ -352,6 +409,36 @@ impl Station {
             (None, Some(ts)) => ts < self.started_wall_ms,
             (None, None) => true,
         }
+    }
+
+    /// The homeserver's TURN servers reach the calls, and are asked for again before they
+    /// expire; a homeserver without TURN is asked again hourly, a failure after a minute.
+    fn on_turn(&mut self, now: Instant, answer: Result<Option<TurnServers>, String>) {
+        let again = match answer {
+            Ok(Some(turn)) => {
+                self.info(format!(
+                    "TURN from the homeserver: {:?}, valid for {}s",
+                    turn.uris,
+                    turn.ttl.as_secs()
+                ));
+                let again = (turn.ttl * 4 / 5).max(TURN_MIN_REFRESH);
+                self.outputs.push_back(Output::IceServers(turn));
+                again
+            }
+            Ok(None) => {
+                self.info(
+                    "the homeserver offers no TURN server: calls use direct connections only",
+                );
+                TURN_NONE_RETRY
+            }
+            Err(e) => {
+                self.warn(format!(
+                    "cannot fetch TURN credentials: {e}; retrying in a minute"
+                ));
+                TURN_FAILED_RETRY
+            }
+        };
+        self.turn_due = Some(now + again);
     }
 
     fn on_invited(&mut self, room: RoomId, inviter: Option<UserId>) {
