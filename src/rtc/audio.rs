@@ -11,6 +11,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use super::call::PeerCall;
 use super::video::read_video;
 use super::{dtmf, Counters};
+use crate::call::media::{on_media_failure, MediaPart, OnFailure};
 use crate::call::RtcEvent;
 use crate::media::opus_codec::OpusDecoder;
 use crate::media::{AudioSink, Part, Silence};
@@ -28,10 +29,20 @@ impl PeerCall<'_> {
         }
         let captured = Instant::now();
         if let Err(e) = self.audio_source.read(&mut self.audio_frame) {
-            // The microphone failed (unplugged): the call goes on without it, silent; the next
-            // call opens the device again.
-            log::warn!(call_id = self.task.id.0.as_str(); "audio: {e}; the call goes on without the microphone");
-            self.task.device(Part::Microphone, Some(&e));
+            // The microphone failed (unplugged); the next call opens the device again.
+            match on_media_failure(MediaPart::Microphone) {
+                OnFailure::GoOnWithout => {
+                    log::warn!(call_id = self.task.id.0.as_str(); "audio: {e}; the call goes on without the microphone");
+                    self.task.device(Part::Microphone, Some(&e));
+                }
+                OnFailure::EndCall => {
+                    self.task.device(Part::Microphone, Some(&e));
+                    self.task.fail(format!("audio: {e}"));
+                    // Once is enough: the core hangs up.
+                    self.audio.payload_type = None;
+                    return;
+                }
+            }
             self.audio_source = Box::new(Silence);
             self.audio_frame.fill(0);
         }

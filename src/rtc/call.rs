@@ -30,6 +30,8 @@ use super::peer::{
 use super::video::{spawn_encoder, watch_keyframe_requests, EncodedFrame, Video};
 use super::{dtmf, Counters, RtcSettings};
 use crate::call::bitrate::BitrateController;
+use crate::call::media::{on_media_failure, MediaPart, OnFailure};
+use crate::call::video::{Next, VideoPacer};
 use crate::call::{CallId, Candidate, ConnectionState, RtcCommand, RtcEvent, SdpKind};
 use crate::media::h264;
 use crate::media::opus_codec::OpusEncoder;
@@ -113,6 +115,13 @@ impl CallTask {
         let _ = self.events.send((self.id.clone(), event));
     }
 
+    /// The call cannot go on without what failed (see [`crate::call::media`]): the core
+    /// hangs up.
+    pub(super) fn fail(&self, reason: String) {
+        log::warn!(call_id = self.id.0.as_str(); "{reason}; the call cannot go on without it");
+        self.report(RtcEvent::Failed { reason });
+    }
+
     /// Whether `part` works, for the daemon's status (and, when it failed, the core).
     pub(super) fn device(&self, part: Part, problem: Option<&MediaError>) {
         if let Some(devices) = &self.devices {
@@ -150,14 +159,17 @@ impl CallTask {
             return;
         }
 
-        let fps = call.video.as_ref().map_or(15, |v| v.settings.fps.max(1));
-        let mut video_tick = tokio::time::interval(Duration::from_secs(1) / fps);
+        let frame_interval = call
+            .video
+            .as_ref()
+            .map_or(Duration::from_secs(1) / 15, |v| v.pacer.frame_interval());
+        let mut video_tick = tokio::time::interval(frame_interval);
         video_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut audio_tick = tokio::time::interval(AUDIO_FRAME);
         audio_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let sending_video =
-                call.sending && call.video.as_ref().is_some_and(|v| !v.stopped && !v.push);
+                call.sending && call.video.as_ref().is_some_and(|v| v.pacer.ticks());
             tokio::select! {
                 command = commands.recv() => match command {
                     None | Some(RtcCommand::Close) => break,
@@ -226,34 +238,45 @@ impl<'a> PeerCall<'a> {
             Some((opened, settings))
         };
         let (microphone, camera) = tokio::join!(microphone, camera);
-        // A microphone that cannot be opened makes a silent call, not a failed one: the
-        // visitor is still seen, and the core decides what a failed device costs the call.
+        // What a device that cannot be opened costs the call is `call::media`'s decision (today:
+        // a silent call, an audio call).
         let audio_source: Box<dyn AudioSource> = match microphone {
             Ok(source) => {
                 task.device(Part::Microphone, None);
                 source
             }
-            Err(e) => {
-                log::warn!(call_id = task.id.0.as_str(); "audio: {e}; the call goes on without the microphone, sending silence");
-                task.device(Part::Microphone, Some(&e));
-                Box::new(Silence)
-            }
+            Err(e) => match on_media_failure(MediaPart::Microphone) {
+                OnFailure::GoOnWithout => {
+                    log::warn!(call_id = task.id.0.as_str(); "audio: {e}; the call goes on without the microphone, sending silence");
+                    task.device(Part::Microphone, Some(&e));
+                    Box::new(Silence)
+                }
+                OnFailure::EndCall => {
+                    task.device(Part::Microphone, Some(&e));
+                    return Err(format!("audio: {e}"));
+                }
+            },
         };
         let sink: Box<dyn AudioSink> = Box::new(Tee(
             open_audio_sink(&media.playback).map_err(|e| e.0)?,
             task.counters.remote_audio.clone(),
         ));
-        // A camera that cannot be opened makes an audio call, not a failed one.
         let video_source = match camera {
             Some((Ok(source), settings)) => {
                 task.device(Part::Camera, None);
                 Some((source, settings))
             }
-            Some((Err(e), _)) => {
-                log::warn!(call_id = task.id.0.as_str(); "video: {e}; the call goes on without video");
-                task.device(Part::Camera, Some(&e));
-                None
-            }
+            Some((Err(e), _)) => match on_media_failure(MediaPart::Camera) {
+                OnFailure::GoOnWithout => {
+                    log::warn!(call_id = task.id.0.as_str(); "video: {e}; the call goes on without video");
+                    task.device(Part::Camera, Some(&e));
+                    None
+                }
+                OnFailure::EndCall => {
+                    task.device(Part::Camera, Some(&e));
+                    return Err(format!("video: {e}"));
+                }
+            },
             None => None,
         };
         let audio_encoder = OpusEncoder::new().map_err(|e| e.0)?;
@@ -333,26 +356,25 @@ impl<'a> PeerCall<'a> {
                             return Err(e);
                         }
                     };
+                let mut pacer = if push {
+                    VideoPacer::push(settings.fps)
+                } else {
+                    VideoPacer::pull(settings.fps)
+                };
                 // Warm up: the camera's first frame and the encoder's initialisation happen
                 // now, off the connection's critical path. This frame is not sent.
-                let _ = jobs.send(true);
+                if let Next::Encode { keyframe } = pacer.warm_up() {
+                    let _ = jobs.send(keyframe);
+                }
                 helpers.spawn(watch_keyframe_requests(
                     Arc::clone(&out.track),
                     signals.clone(),
                 ));
                 Some(Video {
                     out,
-                    settings,
                     jobs,
                     thread_done,
-                    push,
-                    stopped: false,
-                    last_request: None,
-                    busy: !push,
-                    keyframe_wanted: false,
-                    last_keyframe: None,
-                    last_capture: None,
-                    awaiting_keyframe: true,
+                    pacer,
                     rate,
                     rate_to_encoder,
                     feedback: FeedbackLog::default(),
@@ -416,7 +438,7 @@ impl<'a> PeerCall<'a> {
             Signal::KeyframeRequest => {
                 Counters::add(&self.task.counters.keyframe_requests, 1);
                 if let Some(video) = &mut self.video {
-                    video.keyframe_wanted = true;
+                    video.pacer.keyframe_requested();
                 }
                 self.next_frame(false);
             }
@@ -448,8 +470,7 @@ impl<'a> PeerCall<'a> {
                     // The first frame the peer gets is a keyframe, encoded now, not at the
                     // next tick.
                     if let Some(video) = &mut self.video {
-                        video.keyframe_wanted = true;
-                        video.awaiting_keyframe = true;
+                        video.pacer.connected();
                     }
                     self.next_frame(false);
                 }
@@ -475,7 +496,7 @@ impl<'a> PeerCall<'a> {
         if let Some(video) = &self.video {
             let (floor, cap) = video.rate.bounds();
             let summary = video.rate.summary();
-            let rates = (!video.push).then_some((&summary, floor, cap));
+            let rates = (!video.pacer.is_push()).then_some((&summary, floor, cap));
             log::info!(call_id = self.task.id.0.as_str(); "{}", video.feedback.summary(rates));
         }
         if let Some(video) = self.video.take() {

@@ -10,6 +10,7 @@ use webrtc::peer_connection::{RTCIceCandidateInit, RTCSessionDescription};
 
 use super::call::{PeerCall, Signal};
 use super::peer::error;
+use crate::call::media::{on_media_failure, MediaPart, OnFailure};
 use crate::call::{Candidate, RtcEvent, SdpKind, SessionDescription, StreamPurpose};
 
 /// How long the first offer waits for gathering to finish (host candidates take a few
@@ -149,7 +150,12 @@ impl PeerCall<'_> {
         if let Some(video) = &mut self.video {
             video.out.refresh().await;
             if video.out.payload_type.is_none() {
-                log::info!(call_id = self.task.id.0.as_str(); "the peer takes no H.264 video: audio only");
+                match on_media_failure(MediaPart::PeerVideo) {
+                    OnFailure::GoOnWithout => {
+                        log::info!(call_id = self.task.id.0.as_str(); "the peer takes no H.264 video: audio only");
+                    }
+                    OnFailure::EndCall => return Err("the peer takes no H.264 video".to_owned()),
+                }
             }
         }
         if self.audio.payload_type.is_none() {

@@ -16,13 +16,11 @@ use super::feedback::{Feedback, FeedbackLog};
 use super::peer::{error, SendTrack};
 use super::{keyframe, Counters};
 use crate::call::bitrate::BitrateController;
+use crate::call::media::{on_media_failure, MediaPart, OnFailure};
+use crate::call::video::{Encoded, Next, Verdict, VideoPacer};
 use crate::media::h264;
 use crate::media::source::{H264Source, Pacing};
-use crate::media::{MediaError, Part, VideoSettings};
-
-/// Keyframes answer requests at most this often: a viewer that keeps asking (a PLI every few
-/// hundred milliseconds while it cannot decode) would otherwise get nothing but keyframes.
-const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(500);
+use crate::media::{MediaError, Part};
 
 /// One access unit from the encoder thread.
 pub(super) struct EncodedFrame {
@@ -38,23 +36,10 @@ pub(super) struct EncodedFrame {
 /// The video half of a call: the track, the encoder thread, and what asks it for frames.
 pub(super) struct Video {
     pub(super) out: SendTrack,
-    pub(super) settings: VideoSettings,
     pub(super) jobs: std::sync::mpsc::Sender<bool>,
     pub(super) thread_done: oneshot::Receiver<()>,
-    /// The source keeps its own pace (a camera's H.264): jobs only carry keyframe requests.
-    pub(super) push: bool,
-    /// The source failed (a camera unplugged): the call goes on without video.
-    pub(super) stopped: bool,
-    /// When a push source was last asked for a keyframe.
-    pub(super) last_request: Option<Instant>,
-    /// A frame is being encoded: the encoder takes one job at a time, and a tick that finds it
-    /// busy drops that frame rather than queueing behind it.
-    pub(super) busy: bool,
-    pub(super) keyframe_wanted: bool,
-    pub(super) last_keyframe: Option<Instant>,
-    pub(super) last_capture: Option<Instant>,
-    /// Since the connection came up, no keyframe went out yet: nothing else may go first.
-    pub(super) awaiting_keyframe: bool,
+    /// What the encoder is asked for, and what of its output is sent (sans-IO).
+    pub(super) pacer: VideoPacer,
     /// The bitrate the viewer's feedback allows, and where the encoder thread reads it.
     pub(super) rate: BitrateController,
     pub(super) rate_to_encoder: Arc<AtomicU32>,
@@ -174,57 +159,29 @@ impl PeerCall<'_> {
         let before = video.rate.applied();
         // A push source's encoder is out of reach (said once, when the call opened): the
         // controller still runs, for the summary, but nothing is announced as a change.
-        if let Some(bitrate) = video.rate.poll_bitrate(now).filter(|_| !video.push) {
+        if let Some(bitrate) = video
+            .rate
+            .poll_bitrate(now)
+            .filter(|_| !video.pacer.is_push())
+        {
             log::debug!(call_id = call; "video bitrate: {} -> {} kbit/s ({})", before / 1000, bitrate / 1000, video.feedback.latest());
             video.rate_to_encoder.store(bitrate, Ordering::Relaxed);
         }
     }
-    /// Asks the encoder for the next frame, if it is free. `tick`: the frame clock asked (a
-    /// frame the busy encoder cannot take is dropped); otherwise a keyframe was asked for.
+    /// Asks the encoder for what the pacer says, while the connection is up. `tick`: the frame
+    /// clock asked; otherwise a keyframe was asked for or a frame came back.
     pub(super) fn next_frame(&mut self, tick: bool) {
-        let sending = self.sending;
+        if !self.sending {
+            return;
+        }
         let Some(video) = &mut self.video else {
             return;
         };
-        if !sending || video.stopped || (!tick && !video.keyframe_wanted) {
-            return;
-        }
-        if video.push {
-            // The source keeps its own pace: only keyframe requests go to it.
-            let now = Instant::now();
-            let recent = |t: Option<Instant>| {
-                t.is_some_and(|t| now.duration_since(t) < KEYFRAME_MIN_INTERVAL)
-            };
-            if video.keyframe_wanted
-                && !recent(video.last_keyframe)
-                && !recent(video.last_request)
-                && video.jobs.send(true).is_ok()
-            {
-                video.keyframe_wanted = false;
-                video.last_request = Some(now);
-            }
-            return;
-        }
-        if video.busy {
-            if tick {
-                Counters::add(&self.task.counters.video_frames_dropped, 1);
-            }
-            return;
-        }
-        let now = Instant::now();
-        let keyframe = video.keyframe_wanted
-            && video
-                .last_keyframe
-                .is_none_or(|t| now.duration_since(t) >= KEYFRAME_MIN_INTERVAL);
-        if !tick && !keyframe {
-            // A request too soon after the last keyframe: the next tick carries it out.
-            return;
-        }
-        if keyframe {
-            video.keyframe_wanted = false;
-        }
-        if video.jobs.send(keyframe).is_ok() {
-            video.busy = true;
+        match video.pacer.next(Instant::now(), tick) {
+            Next::Nothing => {}
+            Next::Dropped => Counters::add(&self.task.counters.video_frames_dropped, 1),
+            // A thread that is gone has sent its error, which stops the video.
+            Next::Encode { keyframe } => drop(video.jobs.send(keyframe)),
         }
     }
 
@@ -232,48 +189,44 @@ impl PeerCall<'_> {
         let Some(video) = &mut self.video else {
             return;
         };
-        video.busy = false;
         let frame = match result {
             Ok(frame) => frame,
             Err(e) => {
-                // The camera went away (or the encoder failed): the call goes on without
-                // video; the next call opens the camera again.
-                log::warn!(call_id = self.task.id.0.as_str(); "video stopped: {e}; the call goes on with audio only");
-                video.stopped = true;
-                self.task.device(Part::Camera, Some(&e));
+                // The camera went away (or the encoder failed): the next call opens it again.
+                video.pacer.stop();
+                match on_media_failure(MediaPart::Camera) {
+                    OnFailure::GoOnWithout => {
+                        log::warn!(call_id = self.task.id.0.as_str(); "video stopped: {e}; the call goes on with audio only");
+                        self.task.device(Part::Camera, Some(&e));
+                    }
+                    OnFailure::EndCall => {
+                        self.task.device(Part::Camera, Some(&e));
+                        self.task.fail(format!("video stopped: {e}"));
+                    }
+                }
                 return;
             }
         };
         let counters = &self.task.counters;
         Counters::add(&counters.video_frames_encoded, 1);
         Counters::add(&counters.video_encode_us, frame.took.as_micros() as u64);
-        if !self.sending || frame.data.is_empty() || (video.awaiting_keyframe && !frame.keyframe) {
-            // Not connected yet (the warm-up frame), a frame rate control skipped, or a delta
-            // frame that would reach the peer before any keyframe: not sent. If a keyframe was
-            // due and did not come, ask again.
-            if self.sending
-                && (video.awaiting_keyframe || (frame.requested_keyframe && !frame.keyframe))
-            {
-                video.keyframe_wanted = true;
-            }
-            self.next_frame(false);
-            return;
-        }
-        let duration = video
-            .last_capture
-            .map_or(Duration::from_secs(1) / video.settings.fps.max(1), |last| {
-                frame.captured.saturating_duration_since(last)
-            });
-        video.last_capture = Some(frame.captured);
-        if video.out.write(frame.data, frame.captured, duration).await {
-            Counters::add(&counters.video_frames_sent, 1);
-            if frame.keyframe {
-                Counters::add(&counters.keyframes_sent, 1);
-                video.last_keyframe = Some(frame.captured);
-                video.awaiting_keyframe = false;
+        let encoded = Encoded {
+            requested_keyframe: frame.requested_keyframe,
+            keyframe: frame.keyframe,
+            empty: frame.data.is_empty(),
+            captured: frame.captured,
+        };
+        if let Verdict::Send { duration } = video.pacer.encoded(encoded, self.sending) {
+            if video.out.write(frame.data, frame.captured, duration).await {
+                Counters::add(&counters.video_frames_sent, 1);
+                if frame.keyframe {
+                    Counters::add(&counters.keyframes_sent, 1);
+                }
+                video.pacer.sent(frame.keyframe, frame.captured);
             }
         }
-        // A keyframe asked for while this frame was being encoded goes out now.
+        // A keyframe asked for while this frame was being encoded (or one that did not come)
+        // goes out now.
         self.next_frame(false);
     }
 }
