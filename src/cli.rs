@@ -200,11 +200,11 @@ fn check(path: &Path) -> Result<(), Error> {
                     &crate::media::v4l2::encoders(),
                     (video.width, video.height, video.fps),
                 )
-                .map_err(crate::media::MediaError)
+                .map_err(crate::media::MediaError::Unsupported)
             });
             let (ok, detail) = match &plan {
                 Ok(plan) => (true, plan.reason.clone()),
-                Err(e) => (false, e.0.clone()),
+                Err(e) => (false, e.to_string()),
             };
             findings.push(Finding {
                 ok,
@@ -273,7 +273,7 @@ fn check(path: &Path) -> Result<(), Error> {
                     Err(e) => Finding {
                         ok: false,
                         what: format!("{what} {name:?}"),
-                        detail: e.0,
+                        detail: e.to_string(),
                         ..Finding::default()
                     },
                 }

@@ -74,11 +74,11 @@ async fn open_off_runtime<T: Send + 'static>(
         .spawn(move || {
             let _ = tx.send(open());
         })
-        .map_err(|e| MediaError(format!("{what}: no thread to open it: {e}")))?;
+        .map_err(|e| MediaError::Failed(format!("{what}: no thread to open it: {e}")))?;
     match tokio::time::timeout(limit, rx).await {
         Ok(Ok(opened)) => opened,
-        Ok(Err(_)) => Err(MediaError(format!("{what}: opening it panicked"))),
-        Err(_) => Err(MediaError(format!(
+        Ok(Err(_)) => Err(MediaError::Failed(format!("{what}: opening it panicked"))),
+        Err(_) => Err(MediaError::Open(format!(
             "{what}: not open after {}s",
             limit.as_secs()
         ))),
@@ -258,7 +258,7 @@ impl<'a> PeerCall<'a> {
             },
         };
         let sink: Box<dyn AudioSink> = Box::new(Tee(
-            open_audio_sink(&media.playback).map_err(|e| e.0)?,
+            open_audio_sink(&media.playback).map_err(|e| e.to_string())?,
             task.counters.remote_audio.clone(),
         ));
         let video_source = match camera {
@@ -279,7 +279,7 @@ impl<'a> PeerCall<'a> {
             },
             None => None,
         };
-        let audio_encoder = OpusEncoder::new().map_err(|e| e.0)?;
+        let audio_encoder = OpusEncoder::new().map_err(|e| e.to_string())?;
 
         let stream_id = format!("door-{:016x}", random_u64()?);
         let handler = Handler {
