@@ -9,6 +9,7 @@ use ::rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use super::call::PeerCall;
+use super::error::RtcError;
 use super::video::read_video;
 use super::{dtmf, Counters};
 use crate::call::media::{on_media_failure, MediaPart, OnFailure};
@@ -37,7 +38,10 @@ impl PeerCall<'_> {
                 }
                 OnFailure::EndCall => {
                     self.task.device(Part::Microphone, Some(&e));
-                    self.task.fail(format!("audio: {e}"));
+                    self.task.fail(RtcError::Media {
+                        part: "audio",
+                        error: e,
+                    });
                     // Once is enough: the core hangs up.
                     self.audio.payload_type = None;
                     return;
@@ -55,7 +59,11 @@ impl PeerCall<'_> {
             Err(e) => {
                 log::warn!(call_id = self.task.id.0.as_str(); "audio: {e}");
                 self.task.report(RtcEvent::Failed {
-                    reason: format!("audio: {e}"),
+                    reason: RtcError::Media {
+                        part: "audio",
+                        error: e,
+                    }
+                    .to_string(),
                 });
                 // Once is enough: the core hangs up.
                 self.audio.payload_type = None;

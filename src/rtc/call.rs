@@ -23,6 +23,7 @@ use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState};
 
 use super::audio::AUDIO_FRAME;
+use super::error::RtcError;
 use super::feedback::{self, Feedback, FeedbackLog};
 use super::peer::{
     build_peer_connection, h264_codec, opus_codec, random_u64, Handler, SendTrack, PT_OPUS,
@@ -117,9 +118,11 @@ impl CallTask {
 
     /// The call cannot go on without what failed (see [`crate::call::media`]): the core
     /// hangs up.
-    pub(super) fn fail(&self, reason: String) {
-        log::warn!(call_id = self.id.0.as_str(); "{reason}; the call cannot go on without it");
-        self.report(RtcEvent::Failed { reason });
+    pub(super) fn fail(&self, error: RtcError) {
+        log::warn!(call_id = self.id.0.as_str(); "{error}; the call cannot go on without it");
+        self.report(RtcEvent::Failed {
+            reason: error.to_string(),
+        });
     }
 
     /// Whether `part` works, for the daemon's status (and, when it failed, the core).
@@ -145,16 +148,20 @@ impl CallTask {
         let (signals_tx, mut signals) = mpsc::unbounded_channel();
         let mut call = match PeerCall::open(&self, video, signals_tx).await {
             Ok(call) => call,
-            Err(reason) => {
-                log::warn!(call_id = self.id.0.as_str(); "cannot start the call's media: {reason}");
-                self.report(RtcEvent::Failed { reason });
+            Err(e) => {
+                log::warn!(call_id = self.id.0.as_str(); "cannot start the call's media: {e}");
+                self.report(RtcEvent::Failed {
+                    reason: e.to_string(),
+                });
                 return;
             }
         };
         call.started = started;
-        if let Err(reason) = call.negotiate_first(offer, &mut signals).await {
-            log::warn!(call_id = self.id.0.as_str(); "cannot negotiate: {reason}");
-            call.task.report(RtcEvent::Failed { reason });
+        if let Err(e) = call.negotiate_first(offer, &mut signals).await {
+            log::warn!(call_id = self.id.0.as_str(); "cannot negotiate: {e}");
+            call.task.report(RtcEvent::Failed {
+                reason: e.to_string(),
+            });
             call.close().await;
             return;
         }
@@ -215,7 +222,7 @@ impl<'a> PeerCall<'a> {
         task: &'a CallTask,
         video: bool,
         signals: mpsc::UnboundedSender<Signal>,
-    ) -> Result<PeerCall<'a>, String> {
+    ) -> Result<PeerCall<'a>, RtcError> {
         let media = &task.settings.media;
         // Both open off the runtime, side by side (see `open_off_runtime`).
         let microphone = {
@@ -253,12 +260,15 @@ impl<'a> PeerCall<'a> {
                 }
                 OnFailure::EndCall => {
                     task.device(Part::Microphone, Some(&e));
-                    return Err(format!("audio: {e}"));
+                    return Err(RtcError::Media {
+                        part: "audio",
+                        error: e,
+                    });
                 }
             },
         };
         let sink: Box<dyn AudioSink> = Box::new(Tee(
-            open_audio_sink(&media.playback).map_err(|e| e.to_string())?,
+            open_audio_sink(&media.playback).map_err(RtcError::Setup)?,
             task.counters.remote_audio.clone(),
         ));
         let video_source = match camera {
@@ -274,12 +284,15 @@ impl<'a> PeerCall<'a> {
                 }
                 OnFailure::EndCall => {
                     task.device(Part::Camera, Some(&e));
-                    return Err(format!("video: {e}"));
+                    return Err(RtcError::Media {
+                        part: "video",
+                        error: e,
+                    });
                 }
             },
             None => None,
         };
-        let audio_encoder = OpusEncoder::new().map_err(|e| e.to_string())?;
+        let audio_encoder = OpusEncoder::new().map_err(RtcError::Setup)?;
 
         let stream_id = format!("door-{:016x}", random_u64()?);
         let handler = Handler {
@@ -320,7 +333,7 @@ impl<'a> PeerCall<'a> {
             } else {
                 None
             };
-            Ok::<_, String>((audio, video))
+            Ok::<_, RtcError>((audio, video))
         };
         let (audio, video_out) = match tracks.await {
             Ok(t) => t,
@@ -403,9 +416,9 @@ impl<'a> PeerCall<'a> {
 
     async fn command(&mut self, command: RtcCommand) {
         let result = match command {
-            RtcCommand::CreateOffer { .. } | RtcCommand::CreateAnswer { .. } => {
-                Err("the call already has a peer connection".to_owned())
-            }
+            RtcCommand::CreateOffer { .. } | RtcCommand::CreateAnswer { .. } => Err(
+                RtcError::Unexpected("the call already has a peer connection"),
+            ),
             RtcCommand::SetRemoteDescription(desc) => match desc.kind {
                 SdpKind::Offer => self.answer(desc).await,
                 SdpKind::Answer => self.apply_answer(desc).await,
@@ -416,9 +429,11 @@ impl<'a> PeerCall<'a> {
             }
             RtcCommand::Close => Ok(()),
         };
-        if let Err(reason) = result {
-            log::warn!(call_id = self.task.id.0.as_str(); "WebRTC: {reason}");
-            self.task.report(RtcEvent::Failed { reason });
+        if let Err(e) = result {
+            log::warn!(call_id = self.task.id.0.as_str(); "WebRTC: {e}");
+            self.task.report(RtcEvent::Failed {
+                reason: e.to_string(),
+            });
         }
     }
 

@@ -24,6 +24,7 @@
 mod audio;
 mod call;
 mod dtmf;
+mod error;
 mod feedback;
 mod keyframe;
 mod negotiation;

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use webrtc::peer_connection::{RTCIceCandidateInit, RTCSessionDescription};
 
 use super::call::{PeerCall, Signal};
-use super::peer::error;
+use super::error::RtcError;
 use crate::call::media::{on_media_failure, MediaPart, OnFailure};
 use crate::call::{Candidate, RtcEvent, SdpKind, SessionDescription, StreamPurpose};
 
@@ -44,7 +44,7 @@ impl PeerCall<'_> {
         &mut self,
         offer: Option<SessionDescription>,
         signals: &mut mpsc::UnboundedReceiver<Signal>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RtcError> {
         match offer {
             None => {
                 self.one_way_video().await?;
@@ -52,11 +52,11 @@ impl PeerCall<'_> {
                     .pc
                     .create_offer(None)
                     .await
-                    .map_err(|e| error("create offer", e))?;
+                    .map_err(|e| RtcError::step("create offer", e))?;
                 self.pc
                     .set_local_description(offer.clone())
                     .await
-                    .map_err(|e| error("set local offer", e))?;
+                    .map_err(|e| RtcError::step("set local offer", e))?;
                 let until = tokio::time::Instant::now() + OFFER_GATHERING;
                 let mut held = Vec::new();
                 while let Ok(Some(signal)) = tokio::time::timeout_at(until, signals.recv()).await {
@@ -77,28 +77,30 @@ impl PeerCall<'_> {
                 Ok(())
             }
             Some(offer) if offer.kind == SdpKind::Offer => self.answer(offer).await,
-            Some(_) => Err("CreateAnswer needs an offer, got an answer".to_owned()),
+            Some(_) => Err(RtcError::Unexpected(
+                "CreateAnswer needs an offer, got an answer",
+            )),
         }
     }
 
     /// Applies the peer's offer, answers it and reports the answer.
-    pub(super) async fn answer(&mut self, offer: SessionDescription) -> Result<(), String> {
-        let offer =
-            RTCSessionDescription::offer(offer.sdp).map_err(|e| error("remote offer", e))?;
+    pub(super) async fn answer(&mut self, offer: SessionDescription) -> Result<(), RtcError> {
+        let offer = RTCSessionDescription::offer(offer.sdp)
+            .map_err(|e| RtcError::step("remote offer", e))?;
         self.pc
             .set_remote_description(offer)
             .await
-            .map_err(|e| error("remote offer", e))?;
+            .map_err(|e| RtcError::step("remote offer", e))?;
         self.one_way_video().await?;
         let answer = self
             .pc
             .create_answer(None)
             .await
-            .map_err(|e| error("create answer", e))?;
+            .map_err(|e| RtcError::step("create answer", e))?;
         self.pc
             .set_local_description(answer.clone())
             .await
-            .map_err(|e| error("set local answer", e))?;
+            .map_err(|e| RtcError::step("set local answer", e))?;
         self.local_description(SdpKind::Answer, answer.sdp);
         self.negotiated().await
     }
@@ -109,7 +111,7 @@ impl PeerCall<'_> {
     /// that matched nothing of the door's, a second audio track) to inactive. A transceiver not
     /// in this negotiation (the door's video in a voice call) is left as it was added, to send
     /// and receive, so that the peer's video in a later offer is matched with it and answered.
-    pub(super) async fn one_way_video(&mut self) -> Result<(), String> {
+    pub(super) async fn one_way_video(&mut self) -> Result<(), RtcError> {
         if self.task.settings.receive_video {
             return Ok(());
         }
@@ -125,7 +127,7 @@ impl PeerCall<'_> {
                 || transceiver
                     .mid()
                     .await
-                    .map_err(|e| error("transceiver", e))?
+                    .map_err(|e| RtcError::step("transceiver", e))?
                     .is_some();
             if id == audio || !negotiated {
                 continue;
@@ -138,14 +140,14 @@ impl PeerCall<'_> {
             transceiver
                 .set_direction(direction)
                 .await
-                .map_err(|e| error("transceiver direction", e))?;
+                .map_err(|e| RtcError::step("transceiver direction", e))?;
         }
         Ok(())
     }
 
     /// After each completed negotiation: what the senders send with. No audio codec in common
     /// is a failed call; no video codec in common is an audio call.
-    pub(super) async fn negotiated(&mut self) -> Result<(), String> {
+    pub(super) async fn negotiated(&mut self) -> Result<(), RtcError> {
         self.audio.refresh().await;
         if let Some(video) = &mut self.video {
             video.out.refresh().await;
@@ -154,23 +156,30 @@ impl PeerCall<'_> {
                     OnFailure::GoOnWithout => {
                         log::info!(call_id = self.task.id.0.as_str(); "the peer takes no H.264 video: audio only");
                     }
-                    OnFailure::EndCall => return Err("the peer takes no H.264 video".to_owned()),
+                    OnFailure::EndCall => {
+                        return Err(RtcError::NoCommonCodec("the peer takes no H.264 video"))
+                    }
                 }
             }
         }
         if self.audio.payload_type.is_none() {
-            return Err("no audio codec in common with the peer (the door sends Opus)".to_owned());
+            return Err(RtcError::NoCommonCodec(
+                "no audio codec in common with the peer (the door sends Opus)",
+            ));
         }
         Ok(())
     }
 
-    pub(super) async fn apply_answer(&mut self, answer: SessionDescription) -> Result<(), String> {
-        let answer =
-            RTCSessionDescription::answer(answer.sdp).map_err(|e| error("remote answer", e))?;
+    pub(super) async fn apply_answer(
+        &mut self,
+        answer: SessionDescription,
+    ) -> Result<(), RtcError> {
+        let answer = RTCSessionDescription::answer(answer.sdp)
+            .map_err(|e| RtcError::step("remote answer", e))?;
         self.pc
             .set_remote_description(answer)
             .await
-            .map_err(|e| error("remote answer", e))?;
+            .map_err(|e| RtcError::step("remote answer", e))?;
         self.negotiated().await
     }
 

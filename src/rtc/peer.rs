@@ -29,6 +29,7 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::RtpSender;
 
 use super::call::Signal;
+use super::error::RtcError;
 use super::{dtmf, feedback, keyframe, IceServer};
 
 /// The payload types the door offers. A peer's offer brings its own, which the answer keeps.
@@ -66,8 +67,8 @@ pub(super) fn opus_codec() -> RTCRtpCodec {
 
 /// A random number from the OS (ids of the door's stream and tracks, its SSRCs). Fails only
 /// where the OS has no generator to give.
-pub(super) fn random_u64() -> Result<u64, String> {
-    getrandom::u64().map_err(|e| error("random id", e))
+pub(super) fn random_u64() -> Result<u64, RtcError> {
+    getrandom::u64().map_err(|e| RtcError::step("random id", e))
 }
 
 /// The peer connection's callbacks, turned into signals for the call's task. They run on the
@@ -131,15 +132,11 @@ fn is_link_local(ip: &std::net::IpAddr) -> bool {
     }
 }
 
-pub(super) fn error(what: &str, e: impl std::fmt::Display) -> String {
-    format!("{what}: {e}")
-}
-
 pub(super) async fn build_peer_connection(
     ice_servers: &[IceServer],
     handler: Handler,
     video_feedback: feedback::Sink,
-) -> Result<Arc<dyn PeerConnection>, String> {
+) -> Result<Arc<dyn PeerConnection>, RtcError> {
     let mut media_engine = MediaEngine::default();
     for (codec, pt, kind) in [
         (h264_codec(), PT_H264, RtpCodecKind::Video),
@@ -155,12 +152,12 @@ pub(super) async fn build_peer_connection(
                 },
                 kind,
             )
-            .map_err(|e| error("codec", e))?;
+            .map_err(|e| RtcError::step("codec", e))?;
     }
     // NACK both ways, sender and receiver reports, TWCC feedback for the peer's estimator; then
     // the keyframe requests up to the application.
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-        .map_err(|e| error("interceptors", e))?
+        .map_err(|e| RtcError::step("interceptors", e))?
         .with(keyframe::slot(), keyframe::KeyframeRequests::default())
         .with(
             feedback::slot(),
@@ -195,7 +192,7 @@ pub(super) async fn build_peer_connection(
         .with_udp_addrs(udp_addrs())
         .build()
         .await
-        .map_err(|e| error("peer connection", e))?;
+        .map_err(|e| RtcError::step("peer connection", e))?;
     Ok(Arc::new(pc))
 }
 
@@ -216,7 +213,7 @@ impl SendTrack {
         codec: RTCRtpCodec,
         kind: RtpCodecKind,
         mime: &'static str,
-    ) -> Result<SendTrack, String> {
+    ) -> Result<SendTrack, RtcError> {
         let ssrc = random_u64()? as u32;
         let track = MediaStreamTrack::new(
             stream_id.to_owned(),
@@ -234,12 +231,12 @@ impl SendTrack {
         );
         let track = Arc::new(
             TrackLocalStaticSample::new(Instant::now(), track)
-                .map_err(|e| error("local track", e))?,
+                .map_err(|e| RtcError::step("local track", e))?,
         );
         let sender = pc
             .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
             .await
-            .map_err(|e| error("add track", e))?;
+            .map_err(|e| RtcError::step("add track", e))?;
         Ok(SendTrack {
             track,
             sender,

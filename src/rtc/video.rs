@@ -12,8 +12,9 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use super::call::{PeerCall, Signal};
+use super::error::RtcError;
 use super::feedback::{Feedback, FeedbackLog};
-use super::peer::{error, SendTrack};
+use super::peer::SendTrack;
 use super::{keyframe, Counters};
 use crate::call::bitrate::BitrateController;
 use crate::call::media::{on_media_failure, MediaPart, OnFailure};
@@ -54,7 +55,7 @@ pub(super) fn spawn_encoder(
     source: Box<dyn H264Source>,
     signals: mpsc::UnboundedSender<Signal>,
     bitrate: Arc<AtomicU32>,
-) -> Result<(std::sync::mpsc::Sender<bool>, oneshot::Receiver<()>), String> {
+) -> Result<(std::sync::mpsc::Sender<bool>, oneshot::Receiver<()>), RtcError> {
     let (jobs_tx, jobs) = std::sync::mpsc::channel::<bool>();
     let (done_tx, done) = oneshot::channel::<()>();
     std::thread::Builder::new()
@@ -64,7 +65,7 @@ pub(super) fn spawn_encoder(
             let _done = done_tx;
             encode_loop(source, &jobs, &signals, &bitrate);
         })
-        .map_err(|e| error("video encoder thread", e))?;
+        .map_err(|e| RtcError::step("video encoder thread", e))?;
     Ok((jobs_tx, done))
 }
 
@@ -201,7 +202,10 @@ impl PeerCall<'_> {
                     }
                     OnFailure::EndCall => {
                         self.task.device(Part::Camera, Some(&e));
-                        self.task.fail(format!("video stopped: {e}"));
+                        self.task.fail(RtcError::Media {
+                            part: "video stopped",
+                            error: e,
+                        });
                     }
                 }
                 return;
