@@ -105,7 +105,7 @@ pub fn run(path: &Path) -> Result<(), Error> {
                     &crate::media::v4l2::encoders(),
                     (video.width, video.height, video.fps),
                 )
-                .map_err(crate::media::MediaError)
+                .map_err(crate::media::MediaError::Unsupported)
             });
             let (ok, detail) = match &plan {
                 Ok(plan) => (true, plan.reason.clone()),

@@ -316,7 +316,7 @@ fn a_44k1_stereo_card_is_converted_both_ways() {
 fn a_missing_device_is_an_error_that_names_it() {
     setup();
     let err = AlsaCapture::open("no_such_mic", None).err().unwrap();
-    assert!(err.0.contains("\"no_such_mic\""), "{err}");
+    assert!(err.to_string().contains("\"no_such_mic\""), "{err}");
     let speaker = Speaker::shared("no_such_speaker");
     let mut sink = speaker.sink();
     // The call goes on: writing never fails…
@@ -347,14 +347,18 @@ fn a_microphone_whose_open_hangs_is_given_up() {
         .expect("opening a microphone that hangs never returned");
     let e = opened.unwrap_err();
     assert!(
-        e.0.contains("\"hanging_mic\"") && e.0.contains("no answer from the device"),
+        e.to_string().contains("\"hanging_mic\"")
+            && e.to_string().contains("no answer from the device"),
         "{e}"
     );
     let again = AlsaCapture::open("hanging_mic", None)
         .map(drop)
         .unwrap_err();
     assert!(
-        again.0.contains("\"hanging_mic\"") && again.0.contains("an earlier open has not returned"),
+        again.to_string().contains("\"hanging_mic\"")
+            && again
+                .to_string()
+                .contains("an earlier open has not returned"),
         "{again}"
     );
 }

@@ -76,7 +76,11 @@ fn a_camera_commands_h264_passes_through_and_decodes() {
             Err(e) => break e,
         }
     };
-    assert!(end.0.contains("ended"), "{end}");
+    assert!(end.to_string().contains("ended"), "{end}");
+    assert!(
+        matches!(end, MediaError::Gone(_)),
+        "a command that ended is gone: {end:?}"
+    );
     assert_eq!(units.len(), 20, "one access unit a frame");
     assert!(is_keyframe(&units[0]));
     let pictures = decode_all(&units);
@@ -153,13 +157,13 @@ fn snapshots_are_jpegs_of_the_configured_size() {
 
     let missing = VideoDevice::Path("/dev/video-missing".into());
     let err = snapshot(&missing, &VideoSettings::new(320, 240, 15)).unwrap_err();
-    assert!(err.0.contains("/dev/video-missing"), "{err}");
+    assert!(err.to_string().contains("/dev/video-missing"), "{err}");
     let err = snapshot(
         &VideoDevice::Exec(vec!["rpicam-vid".to_owned()]),
         &VideoSettings::new(320, 240, 15),
     )
     .unwrap_err();
-    assert!(err.0.contains("rpicam-vid"), "{err}");
+    assert!(err.to_string().contains("rpicam-vid"), "{err}");
 }
 
 /// Row `y` of the picture (luma `width` wide) shows the test pattern's eight bars (below its
@@ -288,8 +292,11 @@ fn a_held_h264_camera_that_gives_no_keyframe_is_a_clear_error() {
     )
     .expect("the camera is held")
     .unwrap_err();
-    assert!(err.0.contains("h264-camera-without-keyframes"), "{err}");
-    assert!(err.0.contains("no keyframe"), "{err}");
+    assert!(
+        err.to_string().contains("h264-camera-without-keyframes"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("no keyframe"), "{err}");
     assert!(asked.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     thread.join().unwrap();
@@ -303,7 +310,10 @@ fn a_missing_camera_is_an_error_naming_it() {
     )
     .err()
     .unwrap();
-    assert!(err.0.contains("camera /dev/video-missing"), "{err}");
+    assert!(
+        err.to_string().contains("camera /dev/video-missing"),
+        "{err}"
+    );
     // A file that is not a V4L2 device.
     let err = open_h264(
         &VideoDevice::Path("/dev/null".into()),
@@ -311,5 +321,5 @@ fn a_missing_camera_is_an_error_naming_it() {
     )
     .err()
     .unwrap();
-    assert!(err.0.contains("/dev/null"), "{err}");
+    assert!(err.to_string().contains("/dev/null"), "{err}");
 }

@@ -21,7 +21,9 @@
 //! first answer; `incoming.rs` an invite and answering it; `signalling.rs` the events of a call in
 //! progress; `connection.rs` what the WebRTC side reports; `door.rs` who opens the door;
 //! `ending.rs` how a call ends. `policy.rs`, `timers.rs`, `candidates.rs`, `bitrate.rs` and
-//! `events.rs` are the pieces they share.
+//! `events.rs` are the pieces they share. `bitrate.rs`, `video.rs` (frame pacing, the keyframe
+//! throttle) and `media.rs` (what a failed camera or microphone costs) are decisions the WebRTC
+//! adapter's call task asks for.
 
 pub mod bitrate;
 mod candidates;
@@ -30,10 +32,12 @@ mod door;
 mod ending;
 mod events;
 mod incoming;
+pub mod media;
 mod outgoing;
 mod policy;
 mod signalling;
 mod timers;
+pub mod video;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};

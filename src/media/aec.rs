@@ -129,7 +129,7 @@ impl EchoCanceller {
     /// the speaker played since the last frame.
     pub fn process(&mut self, frame: &mut [i16]) -> Result<(), MediaError> {
         if frame.len() != FRAME_10MS {
-            return Err(MediaError(format!(
+            return Err(MediaError::Failed(format!(
                 "echo canceller: a frame is {FRAME_10MS} samples, got {}",
                 frame.len()
             )));
@@ -139,11 +139,11 @@ impl EchoCanceller {
         for chunk in self.render.chunks_exact(FRAME_10MS) {
             self.apm
                 .process_render_i16(chunk, &mut self.scratch)
-                .map_err(|e| MediaError(format!("echo canceller (render): {e:?}")))?;
+                .map_err(|e| MediaError::Failed(format!("echo canceller (render): {e:?}")))?;
         }
         self.scratch.copy_from_slice(frame);
         self.apm
             .process_capture_i16(&self.scratch, frame)
-            .map_err(|e| MediaError(format!("echo canceller (capture): {e:?}")))
+            .map_err(|e| MediaError::Failed(format!("echo canceller (capture): {e:?}")))
     }
 }

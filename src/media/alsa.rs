@@ -102,7 +102,14 @@ fn error(name: &str, direction: Direction, what: &str, e: ::alsa::Error) -> Medi
     } else {
         ""
     };
-    MediaError(format!("{} {name:?}: {what}: {e}{gone}", label(direction)))
+    let message = format!("{} {name:?}: {what}: {e}{gone}", label(direction));
+    if !gone.is_empty() {
+        MediaError::Gone(message)
+    } else if what == "cannot open" {
+        MediaError::Open(message)
+    } else {
+        MediaError::Failed(message)
+    }
 }
 
 /// The opens of PCMs under way, by name and direction, with when each began: a PCM whose open
@@ -130,7 +137,7 @@ pub fn open_pcm_within(
         let mut opening = opening();
         if let Some(began) = opening.get(&key) {
             if began.elapsed() >= timeout {
-                return Err(MediaError(format!(
+                return Err(MediaError::Open(format!(
                     "{} {name:?}: an earlier open has not returned for {}s: the device hangs",
                     label(direction),
                     began.elapsed().as_secs()
@@ -151,14 +158,14 @@ pub fn open_pcm_within(
         });
     if let Err(e) = spawned {
         opening().remove(&(name.to_owned(), direction == Direction::Capture));
-        return Err(MediaError(format!(
+        return Err(MediaError::Failed(format!(
             "{} {name:?}: no thread to open it: {e}",
             label(direction)
         )));
     }
     match rx.recv_timeout(timeout) {
         Ok(result) => result,
-        Err(_) => Err(MediaError(format!(
+        Err(_) => Err(MediaError::Open(format!(
             "{} {name:?}: cannot open: no answer from the device within {}s (busy, or held by another program)",
             label(direction),
             timeout.as_secs_f32()
@@ -173,7 +180,7 @@ fn open_now(name: &str, direction: Direction) -> Result<(PCM, HwChoice), MediaEr
         move |e: ::alsa::Error| error(name, direction, &what, e)
     };
     let c_name = CString::new(name).map_err(|_| {
-        MediaError(format!(
+        MediaError::Open(format!(
             "{} {name:?}: a PCM name cannot hold a NUL byte",
             label(direction)
         ))
@@ -190,7 +197,7 @@ fn open_now(name: &str, direction: Direction) -> Result<(PCM, HwChoice), MediaEr
         } else if hw.set_format(Format::s32()).is_ok() {
             SampleFormat::S32
         } else {
-            return Err(MediaError(format!(
+            return Err(MediaError::Unsupported(format!(
                 "{} {name:?}: the device takes neither S16 nor S32 samples",
                 label(direction)
             )));
@@ -442,7 +449,7 @@ impl AlsaCapture {
         let thread = std::thread::Builder::new()
             .name("audio-capture".to_owned())
             .spawn(move || capture_thread(device, resampler, processing, &thread_shared))
-            .map_err(|e| MediaError(format!("audio capture {name:?}: no thread: {e}")))?;
+            .map_err(|e| MediaError::Failed(format!("audio capture {name:?}: no thread: {e}")))?;
         Ok(AlsaCapture {
             shared,
             thread: Some(thread),

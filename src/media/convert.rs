@@ -11,7 +11,7 @@ pub fn i420_len(width: u32, height: u32) -> usize {
 }
 
 fn short(what: &str, width: u32, height: u32, need: usize, got: usize) -> MediaError {
-    MediaError(format!(
+    MediaError::Failed(format!(
         "{what} frame {width}x{height}: needs {need} bytes, the camera gave {got}"
     ))
 }
@@ -128,17 +128,17 @@ pub fn jpeg_to_i420(jpeg: &[u8]) -> Result<(u32, u32, Vec<u8>), MediaError> {
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(jpeg), options);
     let pixels = decoder
         .decode()
-        .map_err(|e| MediaError(format!("MJPEG frame: {e:?}")))?;
+        .map_err(|e| MediaError::Codec(format!("MJPEG frame: {e:?}")))?;
     let info = decoder
         .info()
-        .ok_or_else(|| MediaError("MJPEG frame: no size".to_owned()))?;
+        .ok_or_else(|| MediaError::Codec("MJPEG frame: no size".to_owned()))?;
     let (fw, fh) = (usize::from(info.width), usize::from(info.height));
     let components = decoder
         .output_colorspace()
         .map_or(3, |c| c.num_components());
     let (w, h) = (fw & !1, fh & !1);
     if w == 0 || h == 0 || pixels.len() < fw * fh * components {
-        return Err(MediaError(format!(
+        return Err(MediaError::Codec(format!(
             "MJPEG frame: {fw}x{fh} with {} bytes decoded",
             pixels.len()
         )));
@@ -186,7 +186,7 @@ pub fn i420_to_jpeg(
         || w > usize::from(u16::MAX)
         || h > usize::from(u16::MAX)
     {
-        return Err(MediaError(format!(
+        return Err(MediaError::Failed(format!(
             "snapshot: a {width}x{height} I420 frame needs {} bytes, got {}",
             i420_len(width, height),
             data.len()
@@ -213,7 +213,7 @@ pub fn i420_to_jpeg(
             height as u16,
             jpeg_encoder::ColorType::Ycbcr,
         )
-        .map_err(|e| MediaError(format!("snapshot: JPEG encoding: {e}")))?;
+        .map_err(|e| MediaError::Codec(format!("snapshot: JPEG encoding: {e}")))?;
     Ok(out)
 }
 
@@ -239,7 +239,7 @@ mod tests {
         let tight: Vec<u8> = src.chunks(12).flat_map(|r| r[..8].to_vec()).collect();
         assert_eq!(yuyv_to_i420(&tight, 4, 2, 0).unwrap(), out);
         let err = yuyv_to_i420(&tight[..10], 4, 2, 0).unwrap_err();
-        assert!(err.0.contains("YUYV frame 4x2"), "{err}");
+        assert!(err.to_string().contains("YUYV frame 4x2"), "{err}");
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl H264Encoder {
     /// An encoder for `width`×`height` frames at `fps`, aiming at `bitrate` bits per second.
     pub fn new(width: u32, height: u32, fps: u32, bitrate: u32) -> Result<H264Encoder, MediaError> {
         if width == 0 || height == 0 || !width.is_multiple_of(2) || !height.is_multiple_of(2) {
-            return Err(MediaError(format!(
+            return Err(MediaError::Codec(format!(
                 "H.264 encoder: {width}x{height} is not an even, non-empty size"
             )));
         }
@@ -53,7 +53,7 @@ impl H264Encoder {
             // The Pi has four cores, the daemon needs one of them for everything else.
             .num_threads(1);
         let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
-            .map_err(|e| MediaError(format!("H.264 encoder: {e}")))?;
+            .map_err(|e| MediaError::Codec(format!("H.264 encoder: {e}")))?;
         Ok(H264Encoder {
             encoder,
             width,
@@ -105,7 +105,7 @@ impl H264Encoder {
                     .set_option(option, std::ptr::addr_of_mut!(info).cast())
             };
             if result != 0 {
-                return Err(MediaError(format!(
+                return Err(MediaError::Codec(format!(
                     "H.264 encoder: cannot set the bitrate to {bitrate} bit/s (openh264 option {option}: error {result})"
                 )));
             }
@@ -135,7 +135,7 @@ impl H264Encoder {
         force_keyframe: bool,
     ) -> Result<Vec<u8>, MediaError> {
         if frame.width != self.width || frame.height != self.height {
-            return Err(MediaError(format!(
+            return Err(MediaError::Codec(format!(
                 "H.264 encoder: a {}x{} frame for a {}x{} stream",
                 frame.width, frame.height, self.width, self.height
             )));
@@ -143,7 +143,7 @@ impl H264Encoder {
         let (w, h) = (self.width as usize, self.height as usize);
         let (luma_len, chroma_len) = (w * h, (w / 2) * (h / 2));
         if frame.data.len() < luma_len + 2 * chroma_len {
-            return Err(MediaError(format!(
+            return Err(MediaError::Codec(format!(
                 "H.264 encoder: a {}x{} I420 frame needs {} bytes, got {}",
                 w,
                 h,
@@ -163,7 +163,7 @@ impl H264Encoder {
         let bitstream = self
             .encoder
             .encode_at(&yuv, timestamp)
-            .map_err(|e| MediaError(format!("H.264 encoder: {e}")))?;
+            .map_err(|e| MediaError::Codec(format!("H.264 encoder: {e}")))?;
         let data = bitstream.to_vec();
         self.started = true;
         if let Some(bitrate) = self.pending_bitrate.take() {

@@ -542,12 +542,15 @@ impl<D: M2mDevice> M2mEncoder<D> {
     }
 
     fn error(&self, message: String) -> MediaError {
-        MediaError(format!("H.264 encoder {}: {message}", self.device.name()))
+        MediaError::Codec(format!("H.264 encoder {}: {message}", self.device.name()))
     }
 
     fn io_error(&self, what: &str, e: &io::Error) -> MediaError {
         if is_gone(e) {
-            self.error(format!("{what}: {e} (the encoder vanished)"))
+            MediaError::Gone(format!(
+                "H.264 encoder {}: {what}: {e} (the encoder vanished)",
+                self.device.name()
+            ))
         } else {
             self.error(format!("{what}: {e}"))
         }
@@ -556,7 +559,7 @@ impl<D: M2mDevice> M2mEncoder<D> {
     /// Remembers a vanished device's error, so that every later call gives it at once.
     fn check(&mut self, what: &str, result: io::Error) -> MediaError {
         let e = self.io_error(what, &result);
-        if is_gone(&result) {
+        if let MediaError::Gone(_) = e {
             self.gone = Some(e.clone());
         }
         e
@@ -852,7 +855,10 @@ impl<D: M2mDevice + Send, F: RawFrames> H264Source for M2mH264<D, F> {
             }
             EncodePath::Software(software) => return software.next_access_unit(keyframe),
             EncodePath::Switching => {
-                return Err(MediaError(format!("camera {}: no encoder", self.name)))
+                return Err(MediaError::Codec(format!(
+                    "camera {}: no encoder",
+                    self.name
+                )))
             }
         };
         match result {

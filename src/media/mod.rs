@@ -68,13 +68,42 @@ impl fmt::Debug for VideoFrame {
     }
 }
 
-/// A failure of a device, with what failed.
+/// A failure of a device or codec, by kind; each holds the whole message, which names the
+/// device (or codec) and what went wrong, and is what `Display` prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MediaError(pub String);
+pub enum MediaError {
+    /// The device vanished while in use: unplugged, its driver gone (ALSA's `ENODEV`, `ENXIO`,
+    /// `EBADFD`, `ESHUTDOWN`, `EIO`; V4L2's `ENODEV`, `EIO`; a hardware encoder's), or a camera
+    /// command that ended. The next call opens it again.
+    Gone(String),
+    /// The device could not be opened: not there, busy or held by another program, hanging, a
+    /// command that does not start.
+    Open(String),
+    /// An encoder or decoder failed (openh264, libopus, a hardware H.264 encoder, MJPEG).
+    Codec(String),
+    /// Asked for what the device or the door cannot do: a format, a size, a rate, an endpoint
+    /// of the wrong kind.
+    Unsupported(String),
+    /// Anything else that went wrong while using a device.
+    Failed(String),
+}
+
+impl MediaError {
+    /// The message, as `Display` prints it.
+    pub fn message(&self) -> &str {
+        match self {
+            MediaError::Gone(m)
+            | MediaError::Open(m)
+            | MediaError::Codec(m)
+            | MediaError::Unsupported(m)
+            | MediaError::Failed(m) => m,
+        }
+    }
+}
 
 impl fmt::Display for MediaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.message())
     }
 }
 
@@ -185,7 +214,7 @@ pub fn open_video(
             video.fps,
         ))),
         VideoDevice::Path(p) => Ok(Box::new(v4l2::open_still(p, video)?)),
-        VideoDevice::Exec(command) => Err(MediaError(format!(
+        VideoDevice::Exec(command) => Err(MediaError::Unsupported(format!(
             "camera command {:?}: gives H.264 only, no raw frames",
             command.first().map_or("", String::as_str)
         ))),
@@ -371,7 +400,7 @@ pub fn open_call_source(media: &MediaSettings) -> Result<Box<dyn AudioSource>, M
 pub fn open_audio_sink(endpoint: &AudioEndpoint) -> Result<Box<dyn AudioSink>, MediaError> {
     match endpoint {
         AudioEndpoint::Null => Ok(Box::new(Discard)),
-        AudioEndpoint::TestTone | AudioEndpoint::TestBursts => Err(MediaError(
+        AudioEndpoint::TestTone | AudioEndpoint::TestBursts => Err(MediaError::Unsupported(
             "audio playback: \"test-tone\" and \"test-bursts\" are capture sources".to_owned(),
         )),
         AudioEndpoint::Pcm(name) => Ok(Box::new(speaker::Speaker::shared(name).sink())),
@@ -463,7 +492,7 @@ pub fn alsa_pcms() -> (alsa::PcmList, alsa::PcmList) {
 pub fn describe_camera(node: &str) -> Vec<String> {
     match v4l2::probe(std::path::Path::new(node)) {
         Ok(caps) => camera::describe(&caps),
-        Err(e) => vec![e.0],
+        Err(e) => vec![e.to_string()],
     }
 }
 

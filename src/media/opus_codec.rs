@@ -20,7 +20,7 @@ const EXPECTED_LOSS_PERCENT: i32 = 10;
 pub const COMPLEXITY: i32 = 5;
 
 fn err(what: &str, e: opus::Error) -> MediaError {
-    MediaError(format!("Opus {what}: {e}"))
+    MediaError::Codec(format!("Opus {what}: {e}"))
 }
 
 /// Encodes 20 ms mono frames.
@@ -56,7 +56,7 @@ impl OpusEncoder {
     /// Encodes one frame of exactly [`FRAME_SAMPLES`] samples into one packet.
     pub fn encode(&mut self, frame: &[i16]) -> Result<Vec<u8>, MediaError> {
         if frame.len() != FRAME_SAMPLES {
-            return Err(MediaError(format!(
+            return Err(MediaError::Codec(format!(
                 "Opus encoder: a frame is {FRAME_SAMPLES} samples, got {}",
                 frame.len()
             )));
@@ -86,7 +86,9 @@ impl OpusDecoder {
     /// Decodes one packet.
     pub fn decode(&mut self, packet: &[u8]) -> Result<&[i16], MediaError> {
         if packet.is_empty() {
-            return Err(MediaError("Opus decoder: an empty packet".to_owned()));
+            return Err(MediaError::Codec(
+                "Opus decoder: an empty packet".to_owned(),
+            ));
         }
         let n = self
             .decoder

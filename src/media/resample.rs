@@ -61,7 +61,7 @@ impl Resampler {
     /// A resampler from `from` Hz to `to` Hz.
     pub fn new(from: u32, to: u32) -> Result<Resampler, MediaError> {
         if from == 0 || to == 0 {
-            return Err(MediaError(format!(
+            return Err(MediaError::Unsupported(format!(
                 "resampler: cannot convert {from} Hz to {to} Hz"
             )));
         }
@@ -69,7 +69,7 @@ impl Resampler {
         let up = (u64::from(to) / g) as usize;
         let down = (u64::from(from) / g) as usize;
         if up > MAX_PHASES {
-            return Err(MediaError(format!(
+            return Err(MediaError::Unsupported(format!(
                 "resampler: {from} Hz to {to} Hz is not a ratio it handles (reduced to {up}/{down})"
             )));
         }

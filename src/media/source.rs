@@ -249,12 +249,12 @@ impl ExecH264 {
     pub fn spawn(command: &[String]) -> Result<ExecH264, MediaError> {
         let (program, args) = command
             .split_first()
-            .ok_or_else(|| MediaError("camera command: empty".to_owned()))?;
+            .ok_or_else(|| MediaError::Open("camera command: empty".to_owned()))?;
         let name = program.rsplit('/').next().unwrap_or(program).to_owned();
         // Looked up first: a failed exec is not reported by every spawn path (qemu-user's
         // emulated vfork, for one, starts a child that only exits 127).
         if !program_exists(program) {
-            return Err(MediaError(format!(
+            return Err(MediaError::Open(format!(
                 "camera command {program:?}: cannot start: not found{}",
                 if program.contains('/') {
                     ""
@@ -269,7 +269,9 @@ impl ExecH264 {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| MediaError(format!("camera command {program:?}: cannot start: {e}")))?;
+            .map_err(|e| {
+                MediaError::Open(format!("camera command {program:?}: cannot start: {e}"))
+            })?;
         let mut stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let (tx, units) = mpsc::sync_channel::<Vec<u8>>(64);
@@ -284,7 +286,7 @@ impl ExecH264 {
                     }
                 }
             })
-            .map_err(|e| MediaError(format!("camera command: {e}")))?;
+            .map_err(|e| MediaError::Failed(format!("camera command: {e}")))?;
         std::thread::Builder::new()
             .name("camera-stdout".to_owned())
             .spawn(move || {
@@ -308,7 +310,7 @@ impl ExecH264 {
                     }
                 }
             })
-            .map_err(|e| MediaError(format!("camera command: {e}")))?;
+            .map_err(|e| MediaError::Failed(format!("camera command: {e}")))?;
         Ok(ExecH264 {
             child,
             units,
@@ -335,7 +337,8 @@ impl H264Source for ExecH264 {
                     Ok(s) => s.to_string(),
                     Err(e) => e.to_string(),
                 };
-                let e = MediaError(format!("camera command {:?} ended ({status})", self.name));
+                let e =
+                    MediaError::Gone(format!("camera command {:?} ended ({status})", self.name));
                 self.ended = Some(e.clone());
                 Err(e)
             }
@@ -441,7 +444,7 @@ mod tests {
             .err()
             .unwrap();
         assert!(
-            err.0.contains("rpicam-vid") && err.0.contains("cannot start"),
+            err.to_string().contains("rpicam-vid") && err.to_string().contains("cannot start"),
             "{err}"
         );
     }
@@ -472,6 +475,6 @@ mod tests {
                 Err(e) => break e,
             }
         };
-        assert!(err.0.contains("\"true\" ended"), "{err}");
+        assert!(err.to_string().contains("\"true\" ended"), "{err}");
     }
 }

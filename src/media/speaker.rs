@@ -330,7 +330,7 @@ impl Speaker {
                     let mut state = self.lock();
                     state.running = false;
                     state.failed = true;
-                    state.stats.last_error = Some(e.0);
+                    state.stats.last_error = Some(e.to_string());
                     inner.changed.notify_all();
                     return;
                 }
@@ -350,7 +350,7 @@ impl Speaker {
                 log::warn!("speaker: {e}; closed until the next ring or call");
                 state.running = false;
                 state.failed = true;
-                state.stats.last_error = Some(e.0);
+                state.stats.last_error = Some(e.to_string());
                 state.call.clear();
                 inner.changed.notify_all();
                 return;
@@ -527,7 +527,7 @@ mod tests {
         let a = Arc::clone(&attempts);
         let speaker = Speaker::new("gone", move || {
             *a.lock().unwrap() += 1;
-            Err(MediaError(
+            Err(MediaError::Failed(
                 "audio playback \"gone\": cannot open: No such device".into(),
             ))
         });

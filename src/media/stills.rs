@@ -233,11 +233,11 @@ pub fn take(
             drop(tap);
             Some(match rx.recv_timeout(wait) {
                 Ok(au) => decode_keyframe(&au, name),
-                Err(mpsc::RecvTimeoutError::Timeout) => Err(MediaError(format!(
+                Err(mpsc::RecvTimeoutError::Timeout) => Err(MediaError::Failed(format!(
                     "camera {name}: no keyframe in its call's stream within {} s",
                     wait.as_secs()
                 ))),
-                Err(mpsc::RecvTimeoutError::Disconnected) => Err(MediaError(format!(
+                Err(mpsc::RecvTimeoutError::Disconnected) => Err(MediaError::Failed(format!(
                     "camera {name}: its call ended before a keyframe came"
                 ))),
             })
@@ -249,7 +249,7 @@ pub fn take(
 pub fn decode_keyframe(au: &[u8], name: &str) -> Result<VideoFrame, MediaError> {
     use openh264::formats::YUVSource;
     let fail = |e: &dyn std::fmt::Display| {
-        MediaError(format!("camera {name}: its keyframe does not decode: {e}"))
+        MediaError::Codec(format!("camera {name}: its keyframe does not decode: {e}"))
     };
     let mut decoder = openh264::decoder::Decoder::new().map_err(|e| fail(&e))?;
     let yuv = match decoder.decode(au).map_err(|e| fail(&e))? {

@@ -100,8 +100,9 @@ impl Tone {
     /// A 16-bit PCM WAV file, converted to 48 kHz mono.
     pub fn from_wav(path: &Path) -> Result<Tone, MediaError> {
         let bytes = crate::files::read(path, MAX_WAV_SIZE)
-            .map_err(|e| MediaError(format!("cannot read {}: {e}", path.display())))?;
-        Tone::parse_wav(&bytes).map_err(|e| MediaError(format!("{}: {e}", path.display())))
+            .map_err(|e| MediaError::Open(format!("cannot read {}: {e}", path.display())))?;
+        Tone::parse_wav(&bytes)
+            .map_err(|e| MediaError::Unsupported(format!("{}: {e}", path.display())))
     }
 
     /// Parses a WAV file's bytes. See [`Tone::from_wav`].
@@ -150,7 +151,7 @@ impl Tone {
             .collect();
         let mut mono = Vec::new();
         downmix(&interleaved, channels as usize, &mut mono);
-        let mut resampler = Resampler::new(rate, SAMPLE_RATE).map_err(|e| e.0)?;
+        let mut resampler = Resampler::new(rate, SAMPLE_RATE).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         resampler.process(&mono, &mut out);
         // The filter's tail: what the last input samples still owe.
@@ -240,6 +241,6 @@ mod tests {
             .unwrap_err()
             .contains("16-bit PCM"));
         let err = Tone::from_wav(Path::new("/nonexistent/ring.wav")).unwrap_err();
-        assert!(err.0.contains("/nonexistent/ring.wav"), "{err}");
+        assert!(err.to_string().contains("/nonexistent/ring.wav"), "{err}");
     }
 }

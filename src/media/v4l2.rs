@@ -45,18 +45,22 @@ const BUFFERS: u32 = 4;
 
 fn io_error(device: &str, what: &str, e: &io::Error) -> MediaError {
     let gone = matches!(e.raw_os_error(), Some(19 /* ENODEV */ | 5 /* EIO */));
-    MediaError(if gone {
-        format!("camera {device}: {what}: {e} (the camera was unplugged or failed)")
+    if gone {
+        MediaError::Gone(format!(
+            "camera {device}: {what}: {e} (the camera was unplugged or failed)"
+        ))
+    } else if what == "cannot open" {
+        MediaError::Open(format!("camera {device}: {what}: {e}"))
     } else {
-        format!("camera {device}: {what}: {e}")
-    })
+        MediaError::Failed(format!("camera {device}: {what}: {e}"))
+    }
 }
 
 fn open_device(path: &Path) -> Result<Device, MediaError> {
     let name = path.display().to_string();
     // v4l panics on a path it cannot make a C string of.
     if std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).contains(&0) {
-        return Err(MediaError(format!(
+        return Err(MediaError::Open(format!(
             "camera {name:?}: a device path cannot hold a NUL byte"
         )));
     }
@@ -65,7 +69,7 @@ fn open_device(path: &Path) -> Result<Device, MediaError> {
         .query_caps()
         .map_err(|e| io_error(&name, "not a V4L2 device", &e))?;
     if !caps.capabilities.contains(Flags::VIDEO_CAPTURE) {
-        return Err(MediaError(format!(
+        return Err(MediaError::Unsupported(format!(
             "camera {name}: {} ({}) is not a single-planar video capture device{}",
             caps.card,
             caps.driver,
@@ -233,7 +237,7 @@ impl Streaming {
         if format.fourcc.repr != plan.fourcc.0
             || (format.width, format.height) != (plan.width, plan.height)
         {
-            return Err(MediaError(format!(
+            return Err(MediaError::Unsupported(format!(
                 "camera {name}: asked for {} {}x{}, the driver set {} {}x{}",
                 plan.fourcc,
                 plan.width,
@@ -273,7 +277,7 @@ impl Streaming {
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 if self.last_frame.elapsed() >= FRAME_TIMEOUT {
-                    Err(MediaError(format!(
+                    Err(MediaError::Failed(format!(
                         "camera {}: no frame for {} s",
                         self.device_name,
                         FRAME_TIMEOUT.as_secs()
@@ -322,7 +326,7 @@ impl V4l2Frames {
             b"MJPG" | b"JPEG" => {
                 let (jw, jh, data) = convert::jpeg_to_i420(buf)?;
                 if (jw, jh) != (w & !1, h & !1) {
-                    return Err(MediaError(format!(
+                    return Err(MediaError::Failed(format!(
                         "camera {}: a {jw}x{jh} JPEG in a {w}x{h} stream",
                         self.capture.device_name
                     )));
@@ -330,7 +334,7 @@ impl V4l2Frames {
                 data
             }
             _ => {
-                return Err(MediaError(format!(
+                return Err(MediaError::Unsupported(format!(
                     "camera {}: {} frames are not converted",
                     self.capture.device_name, self.fourcc
                 )))
@@ -474,7 +478,7 @@ pub fn open_h264(
     let caps = probe_device(&device, path)?;
     let encoders = encoders();
     let plan = camera::choose(&caps, &encoders, (video.width, video.height, video.fps))
-        .map_err(MediaError)?;
+        .map_err(MediaError::Unsupported)?;
     log::info!("camera: {}", plan.reason);
     let keyframe_control = caps.keyframe_control;
     let capture = Streaming::start(device, name.clone(), &plan)?;
@@ -541,7 +545,8 @@ pub fn open_still(path: &Path, video: &VideoSettings) -> Result<V4l2Frames, Medi
     let name = path.display().to_string();
     let device = open_device(path)?;
     let caps = probe_device(&device, path)?;
-    let plan = camera::choose_still(&caps, (video.width, video.height)).map_err(MediaError)?;
+    let plan = camera::choose_still(&caps, (video.width, video.height))
+        .map_err(MediaError::Unsupported)?;
     let capture = Streaming::start(device, name, &plan)?;
     Ok(V4l2Frames {
         capture,

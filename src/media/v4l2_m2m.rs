@@ -53,7 +53,7 @@ impl V4l2M2m {
     pub fn open(path: &Path) -> Result<V4l2M2m, MediaError> {
         let name = path.display().to_string();
         let fd = v4l2::open(path, libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .map_err(|e| MediaError(format!("H.264 encoder {name}: cannot open: {e}")))?;
+            .map_err(|e| MediaError::Open(format!("H.264 encoder {name}: cannot open: {e}")))?;
         let mut device = V4l2M2m {
             name,
             fd,
@@ -66,7 +66,7 @@ impl V4l2M2m {
         device
             .ioctl(vidioc::VIDIOC_QUERYCAP, &mut caps)
             .map_err(|e| {
-                MediaError(format!(
+                MediaError::Unsupported(format!(
                     "H.264 encoder {}: not a V4L2 device: {e}",
                     device.name
                 ))
@@ -81,7 +81,7 @@ impl V4l2M2m {
         } else if flags & k::V4L2_CAP_VIDEO_M2M != 0 {
             false
         } else {
-            return Err(MediaError(format!(
+            return Err(MediaError::Unsupported(format!(
                 "H.264 encoder {}: not a memory-to-memory device",
                 device.name
             )));

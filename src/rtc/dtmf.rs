@@ -28,9 +28,9 @@
 
 use std::sync::Arc;
 
-use rtc::peer_connection::configuration::media_engine::MIME_TYPE_TELEPHONE_EVENT;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters};
-use rtc::rtp_transceiver::PayloadType;
+use ::rtc::peer_connection::configuration::media_engine::MIME_TYPE_TELEPHONE_EVENT;
+use ::rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters};
+use ::rtc::rtp_transceiver::PayloadType;
 use tokio::sync::mpsc;
 use webrtc::peer_connection::PeerConnection;
 use webrtc::rtp_transceiver::RtpSender;
@@ -188,7 +188,7 @@ impl Keys {
 
     /// Whether `packet` is a telephone-event rather than audio; if it is, it is read here (and
     /// a new key reported).
-    pub(super) fn take(&mut self, packet: &rtc::rtp::Packet) -> bool {
+    pub(super) fn take(&mut self, packet: &::rtc::rtp::Packet) -> bool {
         if !self.payload_types.contains(&packet.header.payload_type) {
             return false;
         }

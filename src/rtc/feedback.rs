@@ -10,14 +10,14 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rtc::interceptor::{Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
-use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
-use rtc::rtcp::receiver_report::ReceiverReport;
-use rtc::rtcp::reception_report::ReceptionReport;
-use rtc::rtcp::sender_report::SenderReport;
-use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
-use rtc::sansio::Protocol;
-use rtc::shared::error::Error;
+use ::rtc::interceptor::{Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use ::rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use ::rtc::rtcp::receiver_report::ReceiverReport;
+use ::rtc::rtcp::reception_report::ReceptionReport;
+use ::rtc::rtcp::sender_report::SenderReport;
+use ::rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
+use ::rtc::sansio::Protocol;
+use ::rtc::shared::error::Error;
 
 use crate::call::bitrate::BitrateSummary;
 
@@ -171,7 +171,7 @@ impl VideoFeedback {
         });
     }
 
-    fn inspect(&self, packet: &dyn rtc::rtcp::Packet) {
+    fn inspect(&self, packet: &dyn ::rtc::rtcp::Packet) {
         let any = packet.as_any();
         if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
             let now = ntp_middle(SystemTime::now());

@@ -9,11 +9,11 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
-use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::sansio::Protocol;
-use rtc::shared::error::Error;
+use ::rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use ::rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use ::rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use ::rtc::sansio::Protocol;
+use ::rtc::shared::error::Error;
 
 /// Above the jitter buffer (13 000), the highest named slot: the last to see inbound RTCP.
 pub(crate) const SLOT: usize = 14_000;
@@ -23,7 +23,7 @@ pub(crate) fn slot() -> Slot {
 }
 
 /// Whether one RTCP packet asks for a keyframe.
-pub(crate) fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
+pub(crate) fn is_keyframe_request(packet: &dyn ::rtc::rtcp::Packet) -> bool {
     let any = packet.as_any();
     any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
 }
@@ -81,7 +81,7 @@ impl Interceptor for KeyframeRequests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rtc::rtcp::receiver_report::ReceiverReport;
+    use ::rtc::rtcp::receiver_report::ReceiverReport;
 
     #[test]
     fn recognises_pli_and_fir_only() {

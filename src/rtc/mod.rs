@@ -21,10 +21,15 @@
 //! frame encoded) as soon as the call's peer connection exists, so that nothing is initialised
 //! on the connection's critical path.
 
+mod audio;
 mod call;
 mod dtmf;
+mod error;
 mod feedback;
 mod keyframe;
+mod negotiation;
+mod peer;
+mod video;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -130,8 +135,8 @@ impl Counters {
             video_packets_received: get(&self.video_packets_received),
             video_bytes_received: get(&self.video_bytes_received),
             first_video_keyframe: match self.first_video.load(Ordering::Relaxed) {
-                call::FIRST_VIDEO_NONE => None,
-                state => Some(state == call::FIRST_VIDEO_KEYFRAME),
+                video::FIRST_VIDEO_NONE => None,
+                state => Some(state == video::FIRST_VIDEO_KEYFRAME),
             },
             audio_packets_received: get(&self.audio_packets_received),
             audio_frames_lost: get(&self.audio_frames_lost),

@@ -191,9 +191,8 @@ impl State {
                 out.extend(rows_of(uv + 1, s, h / 2, w / 2, 2));
                 Ok(out)
             }
-            b"YUYV" => {
-                convert::yuyv_to_i420(buf, self.size.0, self.size.1, s as u32).map_err(|e| e.0)
-            }
+            b"YUYV" => convert::yuyv_to_i420(buf, self.size.0, self.size.1, s as u32)
+                .map_err(|e| e.to_string()),
             _ => Err(format!("{} is not taken", raw.fourcc)),
         }
     }
@@ -245,7 +244,7 @@ impl State {
             None => {
                 let bitrate = self.bitrate.unwrap_or(500_000);
                 self.encoder
-                    .insert(H264Encoder::new(w, h, fps, bitrate).map_err(|e| e.0)?)
+                    .insert(H264Encoder::new(w, h, fps, bitrate).map_err(|e| e.to_string())?)
             }
         };
         let frame = VideoFrame {
@@ -256,7 +255,7 @@ impl State {
             data,
         };
         self.frames_encoded += 1;
-        encoder.encode(&frame, force).map_err(|e| e.0)
+        encoder.encode(&frame, force).map_err(|e| e.to_string())
     }
 }
 
@@ -348,7 +347,7 @@ impl M2mDevice for SyntheticM2m {
                 if let Some(encoder) = &mut state.encoder {
                     encoder
                         .set_bitrate(bitrate)
-                        .map_err(|e| io::Error::other(e.0))?;
+                        .map_err(|e| io::Error::other(e.to_string()))?;
                 }
             }
             CID_BITRATE_MODE

@@ -485,10 +485,21 @@ fn a_vanished_encoder_is_an_error_naming_it_not_a_hang_or_a_panic() {
     }
     handle.vanish();
     let e = encoder.encode(&frame.data, 160, false).unwrap_err();
-    assert!(e.0.contains(NODE) && e.0.contains("vanished"), "{e}");
+    assert!(
+        e.to_string().contains(NODE) && e.to_string().contains("vanished"),
+        "{e}"
+    );
+    assert!(
+        matches!(e, MediaError::Gone(_)),
+        "a vanished encoder is gone: {e:?}"
+    );
     let again = encoder.encode(&frame.data, 160, true).unwrap_err();
     assert_eq!(again, e, "later calls give the same error");
-    assert!(encoder.set_bitrate(100_000).unwrap_err().0.contains(NODE));
+    assert!(encoder
+        .set_bitrate(100_000)
+        .unwrap_err()
+        .to_string()
+        .contains(NODE));
     drop(encoder);
     assert!(handle.closed().is_some(), "closed after all");
 }
@@ -520,7 +531,14 @@ fn an_encoder_vanishing_while_the_encoder_waits_ends_the_wait() {
     }
     handle.vanish();
     let e = waiter.join().unwrap().unwrap_err();
-    assert!(e.0.contains(NODE) && e.0.contains("vanished"), "{e}");
+    assert!(
+        e.to_string().contains(NODE) && e.to_string().contains("vanished"),
+        "{e}"
+    );
+    assert!(
+        matches!(e, MediaError::Gone(_)),
+        "a vanished encoder is gone: {e:?}"
+    );
 }
 
 #[test]
@@ -534,7 +552,14 @@ fn a_stuck_encoder_is_an_error_after_the_timeout() {
     let e = (0..10)
         .find_map(|_| encoder.encode(&frame.data, 160, false).err())
         .expect("an error");
-    assert!(e.0.contains(NODE) && e.0.contains("stuck"), "{e}");
+    assert!(
+        e.to_string().contains(NODE) && e.to_string().contains("stuck"),
+        "{e}"
+    );
+    assert!(
+        matches!(e, MediaError::Codec(_)),
+        "a stuck encoder is still there: {e:?}"
+    );
 }
 
 #[test]
@@ -564,7 +589,7 @@ fn a_refused_profile_fails_the_open_and_a_refused_level_does_not() {
         .err()
         .expect("an error");
     assert!(
-        e.0.contains(NODE) && e.0.contains("constrained baseline"),
+        e.to_string().contains(NODE) && e.to_string().contains("constrained baseline"),
         "{e}"
     );
     assert_eq!(handle.closed(), Some((0, 0)));
@@ -582,12 +607,18 @@ fn odd_sizes_and_formats_the_device_does_not_take_are_errors_naming_it() {
     let e = M2mEncoder::open(device, settings(FourCc::YU12, 161, 120))
         .err()
         .unwrap();
-    assert!(e.0.contains(NODE) && e.0.contains("161x120"), "{e}");
+    assert!(
+        e.to_string().contains(NODE) && e.to_string().contains("161x120"),
+        "{e}"
+    );
     let (device, _) = SyntheticM2m::new(NODE, SyntheticOptions::default());
     let e = M2mEncoder::open(device, settings(FourCc::MJPG, 160, 120))
         .err()
         .unwrap();
-    assert!(e.0.contains(NODE) && e.0.contains("MJPG"), "{e}");
+    assert!(
+        e.to_string().contains(NODE) && e.to_string().contains("MJPG"),
+        "{e}"
+    );
 }
 
 /// The test pattern as a camera giving YU12 (tightly packed).
