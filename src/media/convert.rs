@@ -26,7 +26,7 @@ pub fn yuyv_to_i420(
 ) -> Result<Vec<u8>, MediaError> {
     let (w, h) = (width as usize, height as usize);
     let stride = if stride == 0 { 2 * w } else { stride as usize };
-    let need = stride * (h - 1) + 2 * w;
+    let need = stride * h.saturating_sub(1) + 2 * w;
     if h == 0 || src.len() < need {
         return Err(short("YUYV", width, height, need, src.len()));
     }
@@ -240,6 +240,17 @@ mod tests {
         assert_eq!(yuyv_to_i420(&tight, 4, 2, 0).unwrap(), out);
         let err = yuyv_to_i420(&tight[..10], 4, 2, 0).unwrap_err();
         assert!(err.to_string().contains("YUYV frame 4x2"), "{err}");
+    }
+
+    #[test]
+    fn a_frame_of_no_height_is_an_error_in_every_format() {
+        for (what, result) in [
+            ("YUYV", yuyv_to_i420(&[0; 16], 4, 0, 0)),
+            ("NV12", nv12_to_i420(&[0; 16], 4, 0, 0)),
+            ("YU12", yu12_to_i420(&[0; 16], 4, 0, 0)),
+        ] {
+            assert!(result.is_err(), "{what}: {result:?}");
+        }
     }
 
     #[test]
