@@ -25,7 +25,7 @@ fn intercom(args: &[&str]) -> Command {
 }
 
 /// `intercom ARGS` run as `uid`: the binary is linked (or copied) into `home` first, since the
-/// build's directory may be one that only its owner can enter (`/root/...` when root builds).
+/// build's directory may be one that only its owner can enter (root's home, when root builds).
 fn intercom_as(home: &Home, uid: u32, args: &[&str]) -> Command {
     let binary = home.path("intercom");
     if !binary.exists() && std::fs::hard_link(env!("CARGO_BIN_EXE_intercom"), &binary).is_err() {
