@@ -217,3 +217,42 @@ fn the_import_check_catches_an_import() {
     let settings = naming(&["src/settings.rs"], &["config", "media"]);
     assert!(settings.len() >= 2, "{settings:?}");
 }
+
+/// ARCHITECTURE.md's absences: the driver has no allow list, no status and sleeps only until the
+/// station's deadline (its one interval is the watchdog's); the Matrix adapter has no allow list
+/// and no notion of the daemon's start.
+#[test]
+fn the_driver_and_the_matrix_adapter_hold_no_policy() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("src/daemon.rs")];
+    sources(&root.join("src/matrix"), &mut files);
+    let mut offences = Vec::new();
+    for file in &files {
+        let daemon = file.ends_with("daemon.rs");
+        let text = std::fs::read_to_string(file).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            let words: &[&str] = if daemon {
+                &[
+                    ".allow",
+                    "may_call",
+                    "struct Status",
+                    "tokio::time::sleep(",
+                    "CallEventBody",
+                ]
+            } else {
+                &[".allow", "may_call", "accept_invites", "SystemTime::now"]
+            };
+            for word in words {
+                if code.contains(word) {
+                    offences.push(format!("{}:{}: {}", file.display(), i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "policy outside the station:\n{}",
+        offences.join("\n")
+    );
+}
